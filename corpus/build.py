@@ -1,0 +1,534 @@
+"""The build pipeline: read → per-document stages → tokenize (per unit, in workers) →
+global stages (exact dedup) → mixing → pack → shards + manifest + build report.
+
+    units ──executor──▶ .work/units/uNNNNN.{tok.npy,docs.npz,json}   (per input file, resumable)
+                              │
+                     global boundary: exact dedup over all units, in input order
+                              │
+                     mixing: per-source token targets (weights / epochs), seeded
+                              │
+            ConcatPacker (Numba) ─▶ ShardWriter ─▶ OUT/{train,val}/SOURCE-NNNNN.{bin,idx,bnd}
+                              │
+                     manifest.json (checksums, last) + build_report.json (all counts)
+
+Output depends only on the inputs, the recipe and its seed — never on the worker count or
+on the order in which workers finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from . import __version__
+from .document import BadUnit, Document
+from .executor import Executor, LocalExecutor, run_all
+from .readers import FileReader
+from .recipe import Recipe, SourceConfig, expand_paths
+from .stages import Chain, StageStats, build_stage, exact_hash
+from .tokenizer import load_tokenizer
+
+SPLITS = ("train", "val")
+
+
+class BuildError(Exception):
+    """A build cannot proceed (bad recipe for this output, lock held, invariant broken)."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work: an input file of a source."""
+
+    index: int
+    source: str
+    source_index: int
+    path: str
+    rel: str
+
+    @property
+    def key(self) -> str:
+        return f"u{self.index:05d}"
+
+
+def plan_units(recipe: Recipe) -> list[Unit]:
+    """Every input file of every source, in the deterministic order sources → sorted paths."""
+    units: list[Unit] = []
+    for si, src in enumerate(recipe.sources):
+        files = expand_paths(src.paths)
+        if not files:
+            raise BuildError(f"source {src.name!r}: no input files in {src.paths}")
+        roots = [p for p in src.paths if os.path.isdir(p)]
+        for f in files:
+            root = next((r for r in roots if os.path.abspath(f).startswith(os.path.abspath(r) + os.sep)), None)
+            rel = os.path.relpath(f, root) if root else os.path.basename(f)
+            units.append(Unit(len(units), src.name, si, f, rel))
+    return units
+
+
+# ---------------------------------------------------------------------------------------
+# per-unit work (runs in worker processes)
+
+_CACHE: dict[str, Any] = {}
+
+
+def _setup(recipe_json: str) -> tuple[Recipe, list, Any]:
+    if _CACHE.get("key") != recipe_json:
+        recipe = Recipe.model_validate_json(recipe_json)
+        stages = [build_stage(s.name, s.params()) for s in recipe.stages]
+        tok = load_tokenizer(recipe.tokenizer.path)
+        _CACHE.update(key=recipe_json, value=(recipe, stages, tok))
+    return _CACHE["value"]
+
+
+def split_of(doc_id: str, seed: int, val_ratio: float) -> int:
+    """0 = train, 1 = val; a seeded hash of the document id, so it does not depend on order."""
+    if val_ratio <= 0:
+        return 0
+    h = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=seed & 0xFFFFFFFFFFFFFFFF)
+    return int(h / 2.0**64 < val_ratio)
+
+
+def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
+    """Read, clean, hash, split and tokenize one unit; write its results atomically to `work`."""
+    recipe_json, unit, work = task
+    recipe, stages, tok = _setup(recipe_json)
+    t0 = time.perf_counter()
+    src = recipe.sources[unit.source_index]
+    chain = Chain(stages, recipe.output.rejected_samples)
+    reader = FileReader(unit.path, unit.rel, src, recipe.limits)
+    bad: list[dict] = []
+    bad_counts: Counter = Counter()
+    ids: list[str] = []
+    texts: list[str] = []
+    docs_in = chars_in = 0
+    for item in reader:
+        if isinstance(item, BadUnit):
+            bad_counts[item.reason] += 1
+            if len(bad) < recipe.limits.max_bad_examples:
+                bad.append(item.as_dict())
+            continue
+        docs_in += 1
+        chars_in += len(item.text)
+        doc = chain(item)
+        if doc is not None:
+            ids.append(doc.id)
+            texts.append(doc.text)
+    # tokenize in batches
+    arrays: list[np.ndarray] = []
+    bs = recipe.tokenizer.batch_size
+    for i in range(0, len(texts), bs):
+        arrays.extend(tok.encode_batch(texts[i: i + bs]))
+    dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
+    lens = np.array([len(a) for a in arrays], dtype=np.int64)
+    offsets = np.zeros(len(arrays) + 1, np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    flat = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
+    hashes = np.array([exact_hash(t) for t in texts], dtype=np.uint64).reshape(-1, 2)
+    split = np.array([split_of(d, recipe.seed, recipe.split.val_ratio) for d in ids], dtype=np.uint8)
+    chars = np.array([len(t) for t in texts], dtype=np.int64)
+    base = os.path.join(work, "units", unit.key)
+    _atomic_np(base + ".tok.npy", lambda f: np.save(f, flat))
+    _atomic_np(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
+                                                       chars=chars, ids=np.array(ids, dtype=np.str_)))
+    summary = {"unit": asdict(unit), "records": reader.records, "docs_in": docs_in, "chars_in": chars_in,
+               "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
+               "stages": {k: v.as_dict() for k, v in chain.stats.items()}, "samples": chain.samples,
+               "seconds": round(time.perf_counter() - t0, 3)}
+    _atomic_write(base + ".json", json.dumps(summary, ensure_ascii=False))
+    return summary
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_np(path: str, writer: Callable[[Any], None]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        writer(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------
+# the driver
+
+
+class _Lock:
+    """An exclusive lock on the output directory (a pid file created with O_EXCL)."""
+
+    def __init__(self, out: str):
+        self.path = os.path.join(out, ".lock")
+
+    def __enter__(self) -> "_Lock":
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = _read_pid(self.path)
+            if pid and _alive(pid):
+                raise BuildError(f"{self.path}: another build (pid {pid}) is writing this output directory")
+            os.remove(self.path)  # stale: its build died
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        return int(open(path).read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+@dataclass
+class BuildResult:
+    out: str
+    manifest: dict[str, Any]
+    report: dict[str, Any]
+
+
+def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: bool = False,
+          on_unit: Callable[[dict[str, Any]], None] | None = None,
+          on_plan: Callable[[int, int], None] | None = None) -> BuildResult:
+    """Run a whole build into `out`; resumes completed units of an interrupted build of the same recipe."""
+    t0 = time.time()
+    os.makedirs(out, exist_ok=True)
+    executor = executor or LocalExecutor(recipe.workers)
+    with _Lock(out):
+        work = os.path.join(out, ".work")
+        state_path = os.path.join(work, "state.json")
+        units = plan_units(recipe)
+        state = {"recipe_sha256": recipe.fingerprint(), "inputs": [_file_sig(u) for u in units]}
+        if os.path.exists(state_path) and not restart:
+            old = json.load(open(state_path))
+            diff = _describe_state_diff(old, state)
+            if diff:
+                raise BuildError(f"{out} holds a build of a different recipe or inputs ({diff}); "
+                                 "use --restart to start over or another --out")
+        elif restart and os.path.exists(work):
+            shutil.rmtree(work)
+        os.makedirs(os.path.join(work, "units"), exist_ok=True)
+        _atomic_write(state_path, json.dumps(state))
+        # a new manifest is written last; until then the directory holds no valid dataset
+        if os.path.exists(os.path.join(out, "manifest.json")):
+            os.remove(os.path.join(out, "manifest.json"))
+        todo = [u for u in units if not os.path.exists(os.path.join(work, "units", u.key + ".json"))]
+        if on_plan:
+            on_plan(len(units), len(units) - len(todo))
+        rj = recipe.model_dump_json()
+        run_all(executor, process_unit, [(rj, u, work) for u in todo], on_unit)
+        summaries = [json.load(open(os.path.join(work, "units", u.key + ".json"), encoding="utf-8"))
+                     for u in units]
+        manifest, report = _assemble(recipe, out, work, units, summaries)
+        report["seconds"] = round(time.time() - t0, 2)
+        report["resumed_units"] = len(units) - len(todo)
+        _atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
+        _atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
+    return BuildResult(out, manifest, report)
+
+
+def _file_sig(u: Unit) -> list:
+    st = os.stat(u.path)
+    return [u.source, u.rel, st.st_size, int(st.st_mtime)]
+
+
+def _describe_state_diff(old: dict, new: dict) -> str:
+    if old.get("recipe_sha256") != new["recipe_sha256"]:
+        return "the recipe changed"
+    o = {tuple(x[:2]): x for x in old.get("inputs", [])}
+    n = {tuple(x[:2]): x for x in new["inputs"]}
+    added, removed = sorted(set(n) - set(o)), sorted(set(o) - set(n))
+    changed = sorted(k for k in set(n) & set(o) if n[k] != o[k])
+    parts = []
+    for label, keys in (("added", added), ("removed", removed), ("changed", changed)):
+        if keys:
+            parts.append(f"{label}: " + ", ".join("/".join(k) for k in keys[:5]))
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# global stages, mixing, packing, manifest
+
+
+def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries: list[dict]) -> tuple[dict, dict]:
+    from kernels.pack import ConcatPacker
+    from shards.format import ShardWriter, token_dtype
+
+    tok = load_tokenizer(recipe.tokenizer.path)
+    dtype = token_dtype(tok.vocab_size) if recipe.output.dtype == "auto" else np.dtype(recipe.output.dtype)
+    if tok.vocab_size > np.iinfo(dtype).max + 1:
+        raise BuildError(f"vocabulary of {tok.vocab_size} does not fit {dtype}")
+    docs = [np.load(os.path.join(work, "units", u.key + ".docs.npz")) for u in units]
+    n_per = [len(d["split"]) for d in docs]
+    unit_of = np.repeat(np.arange(len(units)), n_per)
+    local = np.concatenate([np.arange(n) for n in n_per]) if n_per else np.zeros(0, np.int64)
+    src_of = np.repeat(np.array([u.source_index for u in units], dtype=np.int64), n_per)
+    ntok = np.concatenate([np.diff(d["offsets"]) for d in docs]) if docs else np.zeros(0, np.int64)
+    split = np.concatenate([d["split"] for d in docs]).astype(np.uint8) if docs else np.zeros(0, np.uint8)
+    hashes = np.concatenate([d["hashes"].reshape(-1, 2) for d in docs]) if docs else np.zeros((0, 2), np.uint64)
+    n = len(split)
+    keep = np.ones(n, dtype=bool)
+    S = len(recipe.sources)
+
+    # global boundary: exact dedup, first occurrence in input order wins
+    dedup_drops = np.zeros(S, np.int64)
+    if any(s.name == "exact_dedup" for s in recipe.stages) and n:
+        order = np.lexsort((np.arange(n), hashes[:, 1], hashes[:, 0]))
+        h = hashes[order]
+        dup_sorted = np.zeros(n, bool)
+        dup_sorted[1:] = (h[1:, 0] == h[:-1, 0]) & (h[1:, 1] == h[:-1, 1])
+        dup = np.zeros(n, bool)
+        dup[order] = dup_sorted
+        keep &= ~dup
+        dedup_drops = np.bincount(src_of[dup], minlength=S)
+
+    # val cap: overflow val documents go back to train (by order), nothing is lost
+    if recipe.split.val_max_docs is not None:
+        for s in range(S):
+            vi = np.flatnonzero((src_of == s) & (split == 1) & keep)
+            split[vi[recipe.split.val_max_docs:]] = 0
+
+    extra = int(recipe.tokenizer.add_bos) + int(recipe.tokenizer.add_eos)
+    # mixing on the train split
+    weights = [s.weight for s in recipe.sources]
+    use_weights = any(w is not None for w in weights)
+    if use_weights and not all(w is not None for w in weights):
+        raise BuildError("when one source has a weight, every source needs one (or use epochs)")
+    avail = np.array([int((ntok[(src_of == s) & (split == 0) & keep] + extra).sum()) for s in range(S)], np.float64)
+    if use_weights:
+        w = np.array(weights, np.float64) / sum(weights)  # type: ignore[arg-type]
+        live = avail > 0
+        total = float(np.min(avail[live] / w[live])) if live.any() else 0.0
+        targets = w * total
+    else:
+        targets = np.array([(s.epochs or 1.0) for s in recipe.sources]) * avail
+    selection: dict[int, np.ndarray] = {}
+    downsampled = np.zeros(S, np.int64)
+    repeats = np.zeros(S, np.int64)
+    for s in range(S):
+        idx = np.flatnonzero((src_of == s) & (split == 0) & keep)
+        selection[s] = _select(idx, ntok[idx] + extra, targets[s], recipe.seed, s)
+        uniq = np.unique(selection[s])
+        downsampled[s] = len(idx) - len(uniq)
+        repeats[s] = len(selection[s]) - len(uniq)
+
+    # pack and write
+    for sp in SPLITS:
+        d = os.path.join(out, sp)
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+    token_files: dict[int, np.ndarray] = {}
+
+    def tokens_of(u: int) -> np.ndarray:
+        if u not in token_files:
+            token_files[u] = np.load(os.path.join(work, "units", units[u].key + ".tok.npy"), mmap_mode="r")
+        return token_files[u]
+
+    shard_entries: dict[str, list[dict]] = {sp: [] for sp in SPLITS}
+    per_source: dict[str, dict[str, Any]] = {}
+    bos = tok.bos_id if recipe.tokenizer.add_bos else -1
+    eos = tok.eos_id if recipe.tokenizer.add_eos else -1
+    pad = tok.pad_id if tok.pad_id >= 0 else tok.eos_id
+    L = recipe.packing.seq_len
+    for s, src in enumerate(recipe.sources):
+        per_source[src.name] = {"kind": src.kind, "index": s}
+        for si, sp in enumerate(SPLITS):
+            order = selection[s] if sp == "train" else np.flatnonzero((src_of == s) & (split == 1) & keep)
+            packer = ConcatPacker(L, bos, eos, pad, dtype, recipe.packing.tail)
+            writer = ShardWriter(os.path.join(out, sp), src.name, L, dtype, recipe.output.rows_per_shard, s)
+            n_rows = 0
+            for a in range(0, len(order), 4096):
+                batch = order[a: a + 4096]
+                pieces = []
+                for g in batch:
+                    offs = docs[unit_of[g]]["offsets"]
+                    pieces.append(tokens_of(int(unit_of[g]))[offs[local[g]]: offs[local[g] + 1]])
+                lens = np.array([len(p) for p in pieces], np.int64)
+                offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+                flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
+                rows = packer.add(flat, offsets)
+                writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
+                n_rows += len(rows)
+            rows = packer.finish()
+            writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
+            entries = writer.close()
+            for e in entries:
+                e["name"] = f"{sp}/{e['name']}"
+                e["source"] = src.name
+            shard_entries[sp].extend(entries)
+            dl = ntok[order] if len(order) else np.zeros(0, np.int64)
+            per_source[src.name][sp] = {
+                "docs": int(len(order)), "unique_docs": int(len(np.unique(order))),
+                "doc_tokens": int(dl.sum()), "tokens": int(sum(e["tokens"] for e in entries)),
+                "rows": int(sum(e["rows"] for e in entries)),
+                "pad_tokens": int(sum(e["pad_tokens"] for e in entries)),
+                "tail_dropped_tokens": packer.dropped_tail_tokens,
+                "row_continuations": int(sum(e["segments"] - e["doc_starts"] for e in entries)),
+                "doc_token_percentiles": _pct(dl),
+            }
+        tr = per_source[src.name]["train"]
+        per_source[src.name]["target_share"] = None
+        per_source[src.name]["repeats"] = int(repeats[s])
+        per_source[src.name]["downsampled_docs"] = int(downsampled[s])
+        if use_weights:
+            per_source[src.name]["target_share"] = float(weights[s] / sum(weights))  # type: ignore[operator]
+    total_train = sum(p["train"]["tokens"] for p in per_source.values()) or 1
+    for p in per_source.values():
+        p["realised_share"] = p["train"]["tokens"] / total_train
+
+    # the funnel and the accounting check
+    funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source)
+    samples = _merge_samples(summaries, recipe.output.rejected_samples)
+    rej = os.path.join(out, "rejected")
+    if os.path.isdir(rej):
+        shutil.rmtree(rej)
+    if samples:
+        os.makedirs(rej, exist_ok=True)
+        for reason, rows_ in sorted(samples.items()):
+            _atomic_write(os.path.join(rej, reason.replace(":", "__") + ".jsonl"),
+                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_))
+
+    splits_summary = {sp: {"shards": shard_entries[sp], "rows": sum(e["rows"] for e in shard_entries[sp]),
+                           "tokens": sum(e["tokens"] for e in shard_entries[sp])} for sp in SPLITS}
+    manifest = {
+        "format": "refinery-shards", "format_version": 1, "refinery_version": __version__,
+        "tokenizer": tok.identity(), "seq_len": L, "dtype": np.dtype(dtype).name,
+        "bos_id": bos, "eos_id": eos, "pad_id": pad, "packing": recipe.packing.model_dump(),
+        "sources": [{"name": s.name, "kind": s.kind, "index": i} for i, s in enumerate(recipe.sources)],
+        "splits": splits_summary, "per_source": per_source,
+        "recipe": recipe.model_dump(mode="json"), "recipe_sha256": recipe.fingerprint(),
+    }
+    bad_units = [b for sm in summaries for b in sm["bad"]]
+    bad_counts: Counter = Counter()
+    for sm in summaries:
+        bad_counts.update(sm["bad_counts"])
+    report = {"recipe_sha256": recipe.fingerprint(), "units": len(units),
+              "records_read": sum(sm["records"] for sm in summaries),
+              "documents_in": sum(sm["docs_in"] for sm in summaries),
+              "documents_written": int(sum(p["train"]["unique_docs"] + p["val"]["unique_docs"]
+                                           for p in per_source.values())),
+              "bad_unit_counts": dict(bad_counts), "bad_units": bad_units,
+              "funnel": funnel, "accounting": checks,
+              "per_unit": [{"file": sm["unit"]["path"], "source": sm["unit"]["source"], "records": sm["records"],
+                            "docs_in": sm["docs_in"], "docs_kept": sm["docs_kept"], "tokens": sm["tokens"],
+                            "bad": sm["bad_counts"], "seconds": sm["seconds"]} for sm in summaries]}
+    if not all(c["ok"] for c in checks.values()):
+        raise BuildError(f"accounting check failed: {checks}")
+    return manifest, report
+
+
+def _select(idx: np.ndarray, cost: np.ndarray, target: float, seed: int, s: int) -> np.ndarray:
+    """Documents for a token target: whole seeded permutations, then a prefix of one more."""
+    if len(idx) == 0 or target <= 0:
+        return np.zeros(0, np.int64)
+    total = float(cost.sum())
+    rng = np.random.default_rng([seed, s])
+    parts, acc = [], 0.0
+    while acc < target * (1 - 1e-9):
+        perm = rng.permutation(len(idx))
+        need = target - acc
+        if total <= need * (1 + 1e-9):
+            parts.append(idx[perm])
+            acc += total
+            continue
+        cum = np.cumsum(cost[perm])
+        k = int(np.searchsorted(cum, need, side="left")) + 1
+        parts.append(idx[perm[:k]])
+        acc += float(cum[k - 1])
+    return np.concatenate(parts)
+
+
+def _pct(x: np.ndarray) -> dict[str, int]:
+    if len(x) == 0:
+        return {}
+    q = np.percentile(x, [10, 50, 90, 99])
+    return {"p10": int(q[0]), "p50": int(q[1]), "p90": int(q[2]), "p99": int(q[3]), "max": int(x.max())}
+
+
+def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsampled: np.ndarray,
+            per_source: dict) -> tuple[dict, dict]:
+    funnel: dict[str, list[dict]] = {}
+    checks: dict[str, dict] = {}
+    for s, src in enumerate(recipe.sources):
+        mine = [sm for sm in summaries if sm["unit"]["source_index"] == s]
+        rows: list[dict] = []
+        agg: dict[str, StageStats] = {}
+        for sm in mine:
+            for name, st in sm["stages"].items():
+                agg.setdefault(name, StageStats()).add(StageStats.from_dict(st))
+        docs_in = sum(sm["docs_in"] for sm in mine)
+        rows.append({"stage": "read", "docs_in": docs_in, "docs_out": docs_in,
+                     "chars_in": sum(sm["chars_in"] for sm in mine), "drops": {},
+                     "bad_units": dict(sum((Counter(sm["bad_counts"]) for sm in mine), Counter()))})
+        for name, st in agg.items():
+            rows.append({"stage": name, **st.as_dict()})
+        kept = sum(sm["docs_kept"] for sm in mine)
+        after_dedup = kept - int(dedup[s])
+        if any(x.name == "exact_dedup" for x in recipe.stages):
+            rows.append({"stage": "exact_dedup", "docs_in": kept, "docs_out": after_dedup,
+                         "drops": {"exact_dedup:duplicate": int(dedup[s])} if dedup[s] else {}})
+        written = per_source[src.name]["train"]["unique_docs"] + per_source[src.name]["val"]["unique_docs"]
+        rows.append({"stage": "mix", "docs_in": after_dedup, "docs_out": written,
+                     "drops": {"mix:downsampled": int(downsampled[s])} if downsampled[s] else {},
+                     "repeats": per_source[src.name]["repeats"]})
+        funnel[src.name] = rows
+        stage_drops = sum(sum(r["drops"].values()) for r in rows)
+        checks[src.name] = {"documents_read": docs_in, "documents_written": written, "drops": stage_drops,
+                            "ok": docs_in == written + stage_drops}
+    return funnel, checks
+
+
+def _merge_samples(summaries: list[dict], k: int) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for sm in summaries:
+        for reason, rows in sm["samples"].items():
+            bucket = out.setdefault(reason, [])
+            bucket.extend(rows[: max(0, k - len(bucket))])
+    return out
+
+
+def quick_recipe(inputs: list[str], **overrides: Any) -> Recipe:
+    """A recipe from bare paths: one source per input path (named after it)."""
+    sources = []
+    for p in inputs:
+        name = os.path.basename(os.path.normpath(p)).split(".")[0] or "input"
+        name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name)
+        while any(s.name == name for s in sources):
+            name += "_"
+        sources.append(SourceConfig(name=name, paths=[p]))
+    return Recipe(sources=sources, **overrides)
+
+
+__all__ = ["build", "BuildError", "BuildResult", "plan_units", "process_unit", "quick_recipe", "Document"]

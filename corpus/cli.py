@@ -1,0 +1,182 @@
+"""`corpus` command line: build, stats, verify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="Build, inspect and verify tokenized shard corpora for continued pretraining.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+
+
+def _fmt(n: float | int | None) -> str:
+    if n is None:
+        return "-"
+    if isinstance(n, float):
+        return f"{n:.2f}"
+    return f"{n:,}"
+
+
+@app.command()
+def build(
+    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe; omit for --input or the demo corpus"),
+    out: Path = typer.Option(..., "--out", "-o", help="output directory"),
+    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="quick form: input paths, one source each"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="worker processes"),
+    seq_len: Optional[int] = typer.Option(None, "--seq-len"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="SentencePiece .model or tokenizer.json"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    strict: bool = typer.Option(False, "--strict", help="the first unreadable unit is fatal"),
+    restart: bool = typer.Option(False, "--restart", help="discard an interrupted build in --out"),
+) -> None:
+    """Build shards from a recipe, from --input paths, or (neither) from the built-in demo corpus."""
+    from corpus.build import BuildError, build as run_build, quick_recipe
+    from corpus.demo import demo_recipe
+    from corpus.readers import ReadError
+    from corpus.recipe import Recipe
+
+    if recipe is not None:
+        r = Recipe.from_yaml(recipe)
+    elif input:
+        r = quick_recipe(list(input))
+    else:
+        console.print("[bold]no recipe or --input: building the built-in demo corpus[/]")
+        r = demo_recipe()
+    upd: dict = {}
+    if workers is not None:
+        upd["workers"] = workers
+    if seed is not None:
+        upd["seed"] = seed
+    if upd or seq_len or tokenizer or strict:
+        d = r.model_dump()
+        d.update(upd)
+        if seq_len:
+            d["packing"]["seq_len"] = seq_len
+        if tokenizer:
+            d["tokenizer"]["path"] = tokenizer
+        if strict:
+            d["limits"]["strict"] = True
+        r = Recipe.model_validate(d)
+    from corpus.executor import LocalExecutor
+
+    with Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as prog:
+        task = prog.add_task("read+clean+tokenize", total=None)
+
+        def on_plan(total: int, done: int) -> None:
+            prog.update(task, total=total, completed=done)
+            if done:
+                console.print(f"resuming: {done}/{total} units already done")
+
+        def on_unit(sm: dict) -> None:
+            prog.advance(task)
+
+        try:
+            res = run_build(r, str(out), LocalExecutor(r.workers), restart=restart, on_unit=on_unit, on_plan=on_plan)
+        except (BuildError, ReadError, FileNotFoundError) as e:
+            console.print(f"[red]build failed:[/] {e}")
+            raise typer.Exit(2)
+    _summary(res.manifest, res.report)
+
+
+def _summary(m: dict, rep: dict) -> None:
+    t = Table(title=f"build summary ({rep.get('seconds', '?')} s)")
+    for c in ("source", "split", "docs", "tokens", "rows", "pad %", "target", "realised"):
+        t.add_column(c, justify="right" if c not in ("source", "split") else "left")
+    for src, ps in m["per_source"].items():
+        for sp in ("train", "val"):
+            s = ps[sp]
+            cap = s["rows"] * m["seq_len"]
+            t.add_row(src, sp, _fmt(s["unique_docs"]), _fmt(s["tokens"]), _fmt(s["rows"]),
+                      f"{100 * s['pad_tokens'] / cap:.2f}" if cap else "-",
+                      f"{ps['target_share']:.3f}" if sp == "train" and ps.get("target_share") else "-",
+                      f"{ps['realised_share']:.3f}" if sp == "train" else "-")
+    console.print(t)
+    bad = rep.get("bad_unit_counts", {})
+    acc = rep.get("accounting", {})
+    ok = all(c["ok"] for c in acc.values())
+    console.print(f"documents in {rep.get('documents_in'):,} → written {rep.get('documents_written'):,}; "
+                  f"accounting {'[green]ok[/]' if ok else '[red]FAILED[/]'}; "
+                  f"unreadable units: {sum(bad.values())} {dict(bad) if bad else ''}")
+
+
+@app.command()
+def stats(
+    dirs: list[Path] = typer.Argument(..., help="one build directory, or two to compare"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON for machines"),
+    sample: int = typer.Option(0, "--sample", help="decode N random rows with document boundaries"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """What was built and what every stage removed (the funnel)."""
+    from shards.stats import collect, sample_rows
+
+    data = [collect(str(d)) for d in dirs]
+    if sample:
+        for d, x in zip(dirs, data):
+            x["samples"] = sample_rows(str(d), sample, seed)
+    if json_out:
+        print(json.dumps(data[0] if len(data) == 1 else data, ensure_ascii=False, indent=1))
+        return
+    for d, x in zip(dirs, data):
+        _print_stats(x)
+
+
+def _print_stats(x: dict) -> None:
+    console.rule(f"[bold]{x['root']}[/]  seq_len={x['seq_len']} dtype={x['dtype']} "
+                 f"tokenizer={x['tokenizer']['file']} (vocab {x['tokenizer']['vocab_size']})")
+    for split, rows in x["splits"].items():
+        t = Table(title=f"{split}")
+        for c in ("source", "kind", "docs", "tokens", "rows", "pad %", "continued rows", "tokens/doc p50/p90/max",
+                  "target", "realised"):
+            t.add_column(c)
+        for r in rows:
+            p = r["doc_token_percentiles"]
+            t.add_row(r["source"], r["kind"], _fmt(r["unique_docs"]), _fmt(r["tokens"]), _fmt(r["rows"]),
+                      f"{r['pad_pct']:.2f}", _fmt(r["row_continuations"]),
+                      f"{p.get('p50', '-')}/{p.get('p90', '-')}/{p.get('max', '-')}",
+                      f"{r['target_share']:.3f}" if r["target_share"] else "-",
+                      f"{r['realised_share']:.3f}" if r["realised_share"] is not None else "-")
+        console.print(t)
+    t = Table(title="funnel: documents per stage, drops by reason")
+    for c in ("source", "stage", "in", "out", "dropped", "reasons"):
+        t.add_column(c)
+    for src, stages in x["funnel"].items():
+        for st in stages:
+            drops = st.get("drops", {})
+            reasons = ", ".join(f"{k}={v}" for k, v in drops.items())
+            if st.get("bad_units"):
+                reasons = "unreadable units: " + ", ".join(f"{k}={v}" for k, v in st["bad_units"].items())
+            t.add_row(src, st["stage"], _fmt(st["docs_in"]), _fmt(st["docs_out"]), _fmt(sum(drops.values())), reasons)
+    console.print(t)
+    for s in x.get("samples", []):
+        console.rule(f"{s['shard']} row {s['row']} ({s['segments']} segments)")
+        console.print(s["text"][:1500], markup=False)
+
+
+@app.command()
+def verify(root: Path = typer.Argument(..., help="build directory")) -> None:
+    """Check every checksum and invariant; exit 1 naming the first bad file and offset."""
+    from shards.verify import verify as run_verify
+
+    problems = run_verify(str(root))
+    if problems:
+        for p in problems:
+            console.print(f"[red]BAD[/] {p}")
+        raise typer.Exit(1)
+    console.print(f"[green]OK[/] {root}: all shards match the manifest")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,209 @@
+"""Pipeline stages: small objects with one job, applied to the document stream.
+
+A *filter* returns the document (keep) or a `Drop` with a reason; a *transform* returns a
+new document. A *global* stage (exact dedup, MinHash) cannot decide per document: its
+per-document part runs in the workers (`prepare`, e.g. hashing) and its decision runs once
+over all documents at the stage boundary of the build (see `corpus/build.py`).
+
+Every stage is counted by `StageStats`: documents and characters in and out, and drops by
+reason, per source — the funnel of `corpus stats`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import xxhash
+from pydantic import BaseModel, ConfigDict
+
+from .document import Document
+
+
+@dataclass(slots=True)
+class Drop:
+    """A stage's decision to remove a document. `lines` marks the offending lines for samples."""
+
+    reason: str
+    detail: str = ""
+    lines: list[int] = field(default_factory=list)
+
+
+class StageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Stage:
+    """Base of all per-document stages. Subclasses set `name`, `Params` and implement `apply`."""
+
+    name: ClassVar[str] = "stage"
+    Params: ClassVar[type[StageParams]] = StageParams
+    is_global: ClassVar[bool] = False
+
+    def __init__(self, **params: Any):
+        self.p = self.Params(**params)
+
+    def apply(self, doc: Document) -> Document | Drop:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+STAGES: dict[str, type[Stage]] = {}
+
+
+def register(cls: type[Stage]) -> type[Stage]:
+    """Class decorator: make a stage available to recipes by its `name`."""
+    STAGES[cls.name] = cls
+    return cls
+
+
+def build_stage(name: str, params: dict[str, Any]) -> Stage:
+    """Instantiate a registered stage, validating its parameters."""
+    # importing registers the filter library's stages
+    from . import filters  # noqa: F401
+
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")
+    return STAGES[name](**params)
+
+
+# ---------------------------------------------------------------------------------------
+# accounting
+
+
+@dataclass
+class StageStats:
+    """Counts for one stage (and one source): the funnel's row."""
+
+    docs_in: int = 0
+    docs_out: int = 0
+    chars_in: int = 0
+    chars_out: int = 0
+    drops: Counter = field(default_factory=Counter)  # reason -> documents
+    drop_chars: Counter = field(default_factory=Counter)  # reason -> characters
+    changed: int = 0  # documents a transform modified
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"docs_in": self.docs_in, "docs_out": self.docs_out, "chars_in": self.chars_in,
+                "chars_out": self.chars_out, "changed": self.changed,
+                "drops": dict(sorted(self.drops.items())), "drop_chars": dict(sorted(self.drop_chars.items()))}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StageStats":
+        return cls(d["docs_in"], d["docs_out"], d["chars_in"], d["chars_out"], Counter(d["drops"]),
+                   Counter(d["drop_chars"]), d.get("changed", 0))
+
+    def add(self, other: "StageStats") -> None:
+        self.docs_in += other.docs_in
+        self.docs_out += other.docs_out
+        self.chars_in += other.chars_in
+        self.chars_out += other.chars_out
+        self.changed += other.changed
+        self.drops.update(other.drops)
+        self.drop_chars.update(other.drop_chars)
+
+
+class Chain:
+    """Runs a list of stages over documents, counting each stage, collecting rejected samples."""
+
+    def __init__(self, stages: list[Stage], samples_per_reason: int = 20):
+        self.stages = [s for s in stages if not s.is_global]
+        self.stats: dict[str, StageStats] = {s.name: StageStats() for s in self.stages}
+        self.samples: dict[str, list[dict[str, Any]]] = {}
+        self.k = samples_per_reason
+
+    def __call__(self, doc: Document) -> Document | None:
+        for st in self.stages:
+            s = self.stats[st.name]
+            s.docs_in += 1
+            s.chars_in += len(doc.text)
+            out = st.apply(doc)
+            if isinstance(out, Drop):
+                reason = f"{st.name}:{out.reason}"
+                s.drops[reason] += 1
+                s.drop_chars[reason] += len(doc.text)
+                self._sample(reason, doc, out)
+                return None
+            if out.text is not doc.text and out.text != doc.text:
+                s.changed += 1
+            doc = out
+            s.docs_out += 1
+            s.chars_out += len(doc.text)
+        return doc
+
+    def _sample(self, reason: str, doc: Document, drop: Drop) -> None:
+        bucket = self.samples.setdefault(reason, [])
+        if len(bucket) < self.k:
+            bucket.append({"id": doc.id, "source": doc.source, "reason": reason, "detail": drop.detail,
+                           "lines": drop.lines[:50], "text": doc.text[:5000]})
+
+
+# ---------------------------------------------------------------------------------------
+# the basic stages
+
+
+_WS_RUN = re.compile(r"[ \t\u00a0\u3000]+\n")
+_MANY_NL = re.compile(r"\n{3,}")
+
+
+@register
+class Normalize(Stage):
+    """Unicode NFC (or NFKC), trailing spaces per line and runs of blank lines collapsed.
+
+    NFKC also folds full-width ASCII (ＡＢＣ１２３) to ASCII; it is off by default because it
+    also rewrites CJK compatibility characters that legal texts use on purpose.
+    """
+
+    name = "normalize"
+
+    class Params(StageParams):
+        form: str = "NFC"
+        collapse_blank_lines: bool = True
+
+    def apply(self, doc: Document) -> Document | Drop:
+        t = unicodedata.normalize(self.p.form, doc.text)
+        t = _WS_RUN.sub("\n", t)
+        if self.p.collapse_blank_lines:
+            t = _MANY_NL.sub("\n\n", t)
+        t = t.strip()
+        return doc if t == doc.text else doc.with_text(t)
+
+
+@register
+class MinLength(Stage):
+    """Drop documents with fewer than `min_chars` non-whitespace characters (empty after cleaning)."""
+
+    name = "min_length"
+
+    class Params(StageParams):
+        min_chars: int = 20
+
+    def apply(self, doc: Document) -> Document | Drop:
+        n = len(doc.text) - sum(doc.text.count(c) for c in " \n\t")
+        if n < self.p.min_chars:
+            return Drop("too_short", f"{n} < {self.p.min_chars} chars")
+        return doc
+
+
+_NORM_WS = re.compile(r"\s+")
+
+
+def exact_hash(text: str) -> tuple[int, int]:
+    """128-bit xxh3 of the text normalised for exact dedup (NFC, case-folded, whitespace collapsed)."""
+    norm = _NORM_WS.sub(" ", unicodedata.normalize("NFC", text).casefold()).strip()
+    h = xxhash.xxh3_128_intdigest(norm.encode("utf-8"))
+    return h >> 64, h & 0xFFFFFFFFFFFFFFFF
+
+
+@register
+class ExactDedup(Stage):
+    """Global stage: drop every document whose normalised text was seen earlier in input order.
+
+    Workers hash (xxh3-128 of NFC + casefold + collapsed whitespace); the build keeps the first
+    occurrence in the deterministic order sources → files → records, across all sources.
+    """
+
+    name = "exact_dedup"
+    is_global = True

@@ -1,0 +1,1 @@
+"""Numba kernels: packing token streams into rows, hashing, statistics."""

@@ -428,7 +428,8 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         "bos_id": bos, "eos_id": eos, "pad_id": pad, "packing": recipe.packing.model_dump(),
         "sources": [{"name": s.name, "kind": s.kind, "index": i} for i, s in enumerate(recipe.sources)],
         "splits": splits_summary, "per_source": per_source,
-        "recipe": recipe.model_dump(mode="json"), "recipe_sha256": recipe.fingerprint(),
+        # the worker count never changes the output, so it stays out of the checksummed manifest
+        "recipe": recipe.model_dump(mode="json", exclude={"workers"}), "recipe_sha256": recipe.fingerprint(),
     }
     bad_units = [b for sm in summaries for b in sm["bad"]]
     bad_counts: Counter = Counter()

@@ -26,6 +26,8 @@ def _concat_kernel(tokens, offsets, bos, eos, seq_len, out, fill, seg_row, seg_p
     for d in range(offsets.shape[0] - 1):
         a = offsets[d]
         b = offsets[d + 1]
+        if b == a and bos < 0 and eos < 0:
+            continue  # an empty document with no special tokens occupies nothing
         if p == seq_len:
             r += 1
             p = 0

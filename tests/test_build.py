@@ -1,0 +1,142 @@
+"""The build pipeline on real text: accounting, determinism across worker counts, resume,
+refusal of a changed recipe, the lock, and the CLI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import LLAMA_TOKENIZER
+from corpus.build import BuildError, build
+from corpus.recipe import Recipe
+from shards.verify import verify
+
+
+def _recipe(shared, **kw):
+    d = {"name": "det", "seed": 3,
+         "sources": [{"name": "law", "kind": "domain", "paths": [str(shared / "domain/lawrefbook_zh/宪法")]},
+                     {"name": "fin", "kind": "domain", "paths": [str(shared / "domain/flagdata_finance_zh")]},
+                     {"name": "c4", "paths": [str(shared / "general/c4_en")]},
+                     {"name": "pile", "paths": [str(shared / "general/pile")]}],
+         "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256}, "split": {"val_ratio": 0.1}}
+    d.update(kw)
+    return Recipe.model_validate(d)
+
+
+def _files(out):
+    res = {}
+    for root, _, files in os.walk(out):
+        if ".work" in root:
+            continue
+        for f in files:
+            if f in ("build_report.json", ".lock"):
+                continue
+            p = os.path.join(root, f)
+            res[os.path.relpath(p, out)] = open(p, "rb").read()
+    return res
+
+
+def test_accounting_and_report(small_build):
+    out, recipe, res = small_build
+    rep = json.load(open(out / "build_report.json"))
+    for src, c in rep["accounting"].items():
+        assert c["ok"] and c["documents_read"] == c["documents_written"] + c["drops"]
+    assert rep["documents_in"] == sum(c["documents_read"] for c in rep["accounting"].values())
+    # the byte-identical Pile shards: the second copy is an exact duplicate
+    pile = {r["stage"]: r for r in rep["funnel"]["pile"]}
+    assert pile["exact_dedup"]["drops"] == {"exact_dedup:duplicate": 1}
+    m = json.load(open(out / "manifest.json"))
+    assert m["format_version"] == 1 and m["seq_len"] == 256 and m["dtype"] == "uint16"
+    assert m["tokenizer"]["vocab_size"] == 32000 and m["tokenizer"]["bos_id"] == 1
+    assert m["splits"]["train"]["tokens"] > 0 and m["splits"]["val"]["tokens"] > 0
+    assert verify(str(out)) == []
+
+
+def test_same_output_for_1_and_2_workers(shared, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    build(_recipe(shared, workers=1), str(a))
+    build(_recipe(shared, workers=2), str(b))
+    fa, fb = _files(a), _files(b)
+    assert fa.keys() == fb.keys() and len(fa) > 6
+    for k in fa:
+        assert fa[k] == fb[k], k
+
+
+def test_resume_from_completed_units_is_identical(shared, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    build(_recipe(shared), str(a))
+    build(_recipe(shared), str(b))
+    # simulate a crash after some units: drop the later units' results and the manifest
+    units = sorted((b / ".work" / "units").glob("*.json"))
+    for u in units[len(units) // 2:]:
+        u.unlink()
+    (b / "manifest.json").unlink()
+    res = build(_recipe(shared), str(b))
+    assert res.report["resumed_units"] == len(units) // 2
+    assert _files(a) == _files(b)
+
+
+def test_changed_recipe_is_refused_until_restart(shared, tmp_path):
+    build(_recipe(shared), str(tmp_path))
+    with pytest.raises(BuildError, match="recipe changed"):
+        build(_recipe(shared, seed=4), str(tmp_path))
+    build(_recipe(shared, seed=4), str(tmp_path), restart=True)
+
+
+def test_lock_refuses_a_second_writer(shared, tmp_path):
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / ".lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(BuildError, match="another build"):
+        build(_recipe(shared), str(tmp_path))
+    (tmp_path / ".lock").write_text("999999999")  # stale: no such process
+    build(_recipe(shared), str(tmp_path))
+
+
+def test_mixing_realises_declared_weights(shared, tmp_path):
+    r = _recipe(shared, sources=[
+        {"name": "med", "kind": "domain", "paths": [str(shared / "domain/medicalgpt/pretrain/fever.txt")],
+         "txt_mode": "line", "weight": 0.95},
+        {"name": "c4", "paths": [str(shared / "general/c4_en/c4_demo.jsonl")], "weight": 0.05}])
+    res = build(r, str(tmp_path))
+    ps = res.manifest["per_source"]
+    for name, p in ps.items():
+        assert abs(p["realised_share"] - p["target_share"]) < 0.01, (name, p["realised_share"], p["target_share"])
+    # the domain source limits the mix: all of it is used once, the general replay is downsampled
+    assert ps["med"]["downsampled_docs"] == 0 and ps["c4"]["downsampled_docs"] > 0
+
+
+def test_epochs_upsample_with_counted_repeats(shared, tmp_path):
+    r = _recipe(shared, sources=[
+        {"name": "c4", "paths": [str(shared / "general/c4_en/c4_demo.jsonl")], "epochs": 2.5}])
+    res = build(r, str(tmp_path))
+    p = res.manifest["per_source"]["c4"]
+    n = p["train"]["unique_docs"]
+    assert 2 * n < p["train"]["docs"] < 3 * n  # epochs count tokens: 2 full passes + half the tokens again
+    assert p["repeats"] == p["train"]["docs"] - p["train"]["unique_docs"]
+
+
+def test_cli_build_stats_verify(shared, tmp_path):
+    out = tmp_path / "cli"
+    env = dict(os.environ)
+    cmd = [sys.executable, "-m", "corpus.cli"]
+    r = subprocess.run(cmd + ["build", "--input", str(shared / "general/pile"), "--input",
+                              str(shared / "domain/hf_cail2018_zh"), "--out", str(out), "--seq-len", "128",
+                              "--tokenizer", str(LLAMA_TOKENIZER)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "accounting ok" in r.stdout
+    r = subprocess.run(cmd + ["stats", str(out), "--json", "--sample", "2"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert {x["source"] for x in st["splits"]["train"]} == {"pile", "hf_cail2018_zh"}
+    assert len(st["samples"]) == 2 and "⟦" in st["samples"][0]["text"]
+    r = subprocess.run(cmd + ["verify", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "OK" in r.stdout
+    shard = next((out / "train").glob("*.bin"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 1
+    shard.write_bytes(bytes(data))
+    r = subprocess.run(cmd + ["verify", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and shard.name in r.stdout.replace("\n", "")

@@ -1,0 +1,1 @@
+"""A lean DeepSpeed trainer for continued pretraining on refinery shards."""

@@ -1,0 +1,100 @@
+"""`train` command line: run (and, later, export / generate / eval)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Continued pretraining on refinery shards with DeepSpeed.", no_args_is_help=True,
+                  add_completion=False)
+console = Console()
+
+
+@app.command()
+def run(
+    shards: Optional[str] = typer.Option(None, "--shards", help="build directory (corpus build --out)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML train config"),
+    out: Optional[str] = typer.Option(None, "--out", "-o"),
+    model: Optional[str] = typer.Option(None, "--model", help="preset (tiny, 20m, 50m, 124m, 350m, 1b) or HF dir"),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    micro_batch: Optional[int] = typer.Option(None, "--micro-batch"),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum"),
+    lr: Optional[float] = typer.Option(None, "--lr"),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cosine | linear | constant | wsd"),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio"),
+    min_lr_ratio: Optional[float] = typer.Option(None, "--min-lr-ratio"),
+    lr_scale_batch: Optional[int] = typer.Option(None, "--lr-scale-batch", help="scale lr by sqrt(batch/REF)"),
+    pretrain_max_lr: Optional[float] = typer.Option(None, "--pretrain-max-lr"),
+    zero_stage: Optional[int] = typer.Option(None, "--zero-stage"),
+    offload_optimizer: Optional[bool] = typer.Option(None, "--offload-optimizer/--no-offload-optimizer"),
+    offload_params: Optional[bool] = typer.Option(None, "--offload-params/--no-offload-params"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto | bf16 | fp16 | fp32"),
+    eval_interval: Optional[int] = typer.Option(None, "--eval-interval"),
+    save_interval: Optional[int] = typer.Option(None, "--save-interval"),
+    resume: bool = typer.Option(False, "--resume", help="continue exactly from the latest checkpoint in --out"),
+    rewarm: bool = typer.Option(False, "--rewarm", help="with --resume: restart the lr schedule (logged)"),
+    lora_r: Optional[int] = typer.Option(None, "--lora-r"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+) -> None:
+    """Train (or resume) on the shards; logs loss, lr, tokens, tokens/s, MFU and per-source val perplexity."""
+    from train.config import TrainConfig
+    from train.trainer import train
+
+    over = dict(shards=shards, out=out, model=model, steps=steps, micro_batch=micro_batch, grad_accum=grad_accum,
+                lr=lr, schedule=schedule, warmup_ratio=warmup_ratio, min_lr_ratio=min_lr_ratio,
+                lr_scale_batch=lr_scale_batch, pretrain_max_lr=pretrain_max_lr, zero_stage=zero_stage,
+                offload_optimizer=offload_optimizer, offload_params=offload_params, precision=precision,
+                eval_interval=eval_interval, save_interval=save_interval, lora_r=lora_r, seed=seed)
+    if resume:
+        over["resume"] = True
+    if rewarm:
+        over["rewarm"] = True
+    if config:
+        cfg = TrainConfig.from_yaml(config, **over)
+    else:
+        if not shards:
+            raise typer.BadParameter("--shards (or --config) is required")
+        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+
+    def on_record(rec: dict) -> None:
+        pass
+
+    res = train(cfg, on_record)
+    h = res["history"]
+    t = Table(title=f"train summary: {res['steps']} steps, {res['tokens_seen']:,} tokens, {res['params']:,} params")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    if h["loss"]:
+        t.add_row("first loss", f"{h['loss'][0][1]:.4f}")
+        t.add_row("last loss", f"{h['loss'][-1][1]:.4f}")
+        t.add_row("last lr", f"{h['lr'][-1][1]:.3e}")
+    for k, v in (h["eval"][-1].items() if h["eval"] else []):
+        if k.startswith("val_"):
+            t.add_row(k, f"{v:.4f}")
+    t.add_row("checkpoint", res["checkpoint"])
+    console.print(t)
+    for n in res["advice"]:
+        console.print(f"[yellow]advice:[/] {n}")
+    _shutdown(res["engine"])
+
+
+def _shutdown(engine) -> None:
+    import gc
+
+    import torch
+
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    engine.destroy()
+    del engine
+    gc.collect()
+    torch.distributed.destroy_process_group()
+
+
+@app.callback()
+def _main() -> None:
+    """Continued pretraining on refinery shards with DeepSpeed."""

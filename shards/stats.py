@@ -31,7 +31,8 @@ def collect(root: str) -> dict[str, Any]:
                          "tail_dropped_tokens": s["tail_dropped_tokens"],
                          "row_continuations": s["row_continuations"],
                          "doc_token_percentiles": s["doc_token_percentiles"],
-                         "target_share": ps.get("target_share"), "realised_share": ps.get("realised_share")
+                         "target_share": ps.get("target_share") if split == "train" else None,
+                         "realised_share": ps.get("realised_share")
                          if split == "train" else None})
         per_split[split] = rows
     return {"root": root, "seq_len": ds.seq_len, "dtype": ds.dtype.name, "tokenizer": ds.tokenizer,

@@ -34,6 +34,7 @@ def run(
     offload_params: Optional[bool] = typer.Option(None, "--offload-params/--no-offload-params"),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto | bf16 | fp16 | fp32"),
     eval_interval: Optional[int] = typer.Option(None, "--eval-interval"),
+    eval_rows: Optional[int] = typer.Option(None, "--eval-rows", help="val rows per source per evaluation"),
     save_interval: Optional[int] = typer.Option(None, "--save-interval"),
     resume: bool = typer.Option(False, "--resume", help="continue exactly from the latest checkpoint in --out"),
     rewarm: bool = typer.Option(False, "--rewarm", help="with --resume: restart the lr schedule (logged)"),
@@ -48,7 +49,7 @@ def run(
                 lr=lr, schedule=schedule, warmup_ratio=warmup_ratio, min_lr_ratio=min_lr_ratio,
                 lr_scale_batch=lr_scale_batch, pretrain_max_lr=pretrain_max_lr, zero_stage=zero_stage,
                 offload_optimizer=offload_optimizer, offload_params=offload_params, precision=precision,
-                eval_interval=eval_interval, save_interval=save_interval, lora_r=lora_r, seed=seed)
+                eval_interval=eval_interval, eval_rows=eval_rows, save_interval=save_interval, lora_r=lora_r, seed=seed)
     if resume:
         over["resume"] = True
     if rewarm:

@@ -68,6 +68,7 @@ class TrainConfig(BaseModel):
     # resume
     resume: bool = False
     rewarm: bool = False
+    stop_after: int | None = Field(default=None, ge=1)  # end this session (with a checkpoint) after N steps
 
     # LoRA
     lora_r: int = Field(default=0, ge=0)  # 0: full fine-tuning

@@ -267,11 +267,16 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
     t_last, steps_since = time.perf_counter(), 0
     engine.train()
     step = start_step
-    for step in range(start_step, cfg.steps):
-        for _ in range(cfg.grad_accum):
+    end_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, start_step + cfg.stop_after)
+    for step in range(start_step, end_step):
+        log_now = (step + 1) % cfg.log_interval == 0 or step + 1 == end_step
+        gnorm = None
+        for micro in range(cfg.grad_accum):
             b = loader.next()
             res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids, use_cache=False)
             engine.backward(res.loss)
+            if log_now and micro == cfg.grad_accum - 1 and cfg.zero_stage == 0:
+                gnorm = _local_grad_norm(model)  # ZeRO-0 keeps no global norm; grads are whole here
             engine.step()
             loss_acc += res.loss.detach().float()
             real_acc += b.tokens
@@ -279,13 +284,13 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
         real_acc = 0
         steps_since += 1
         done = step + 1
-        if done % cfg.log_interval == 0 or done == cfg.steps:
+        if done % cfg.log_interval == 0 or done == end_step:
             loss = float(loss_acc) / (cfg.grad_accum * steps_since)  # the one host sync per log interval
             loss_acc.zero_()
             dt = time.perf_counter() - t_last
             tps = tokens_per_step * steps_since / dt
             rec = {"kind": "train", "step": done, "loss": loss, "lr": float(engine.get_lr()[0]),
-                   "grad_norm": _grad_norm(engine), "tokens_seen": tokens_seen, "tokens_per_s": tps,
+                   "grad_norm": gnorm if gnorm is not None else _grad_norm(engine), "tokens_seen": tokens_seen, "tokens_per_s": tps,
                    "tflops_per_device": fpt * tps / world / 1e12}
             if peak:
                 rec["mfu"] = fpt * tps / world / peak
@@ -307,7 +312,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
                           if history["loss"] else f"step {done}")
     if bar:
         bar[0].stop()
-    final_step = cfg.steps if cfg.steps > start_step else start_step
+    final_step = max(end_step, start_step)
     ev = {"kind": "eval", "step": final_step, **evaluate(engine, ds, cfg, device)}
     history["eval"].append(ev)
     log.log(ev)
@@ -328,6 +333,11 @@ def _grad_norm(engine: Any) -> float | None:
     if g is None:
         return None
     return float(g)
+
+
+def _local_grad_norm(model: torch.nn.Module) -> float:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
 
 
 def _rng_state() -> dict:

@@ -50,9 +50,47 @@ def open_bytes(path: str) -> IO[bytes]:
     if head[:6] == b"\xfd7zXZ\x00":
         return lzma.LZMAFile(f)  # type: ignore[return-value]
     if head[:4] == b"\x28\xb5\x2f\xfd":
-        # read_across_frames: multi-frame .zst files (zstdmt output) are common
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=True)  # type: ignore[return-value]
+        return _ZstdReader(f)  # type: ignore[return-value]
     return f
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd decompression that reads across frames and raises EOFError on a truncated stream
+    (zstandard's stream_reader returns a silent EOF when the input is cut mid-frame)."""
+
+    def __init__(self, f: IO[bytes]):
+        self._f, self._d = f, zstandard.ZstdDecompressor()
+        self._obj = self._d.decompressobj()
+        self._buf = b""
+        self._mid_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        while n < 0 or len(self._buf) < n:
+            chunk = self._f.read(_CHUNK)
+            if not chunk:
+                if self._mid_frame and not self._buf:  # hand out what was decoded, then fail
+                    raise EOFError("zstd stream ended in the middle of a frame (truncated file)")
+                break
+            while chunk:
+                self._mid_frame = True
+                self._buf += self._obj.decompress(chunk)
+                chunk = b""
+                if self._obj.eof:
+                    chunk = self._obj.unused_data
+                    self._obj = self._d.decompressobj()
+                    self._mid_frame = False
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
 
 
 _STREAM_ERRORS = (EOFError, OSError, zstandard.ZstdError, lzma.LZMAError, ValueError)
@@ -134,6 +172,9 @@ def record_text(rec: Any, src: SourceConfig) -> str | None:
             return src.template.format_map(_Joined(rec))
         except KeyError:
             return None
+    if not src.text_key and "content" in rec and "title" in rec and ("titleUkey" in rec or "uniqueKey" in rec):
+        # a WuDao record: the title is part of the text
+        return f"{rec['title']}\n{rec['content']}" if rec.get("title") else str(rec["content"])
     keys = [src.text_key] if src.text_key else list(TEXT_KEYS)
     for k in keys:
         v = rec.get(k)
@@ -347,9 +388,10 @@ class FileReader:
                 if not eof and len(buf) - pos < max_buf:
                     fill()
                     continue
-                reason = "truncated_json" if eof else "malformed_json"
-                yield self._bad(reason, offset=base + pos, detail=f"element {index}: {e.msg}")
+                # resync at the next element boundary; none left means the file was cut off
                 m = re.compile(r"\}\s*,\s*\{").search(buf, e.pos) if in_array else None
+                reason = "malformed_json" if m else "truncated_json"
+                yield self._bad(reason, offset=base + pos, detail=f"element {index}: {e.msg}")
                 if not m:
                     break
                 pos = m.start() + m.group(0).rindex("{")

@@ -118,6 +118,9 @@ class Recipe(_Strict):
         base = p.parent
         for s in data.get("sources", []):
             s["paths"] = [x if os.path.isabs(x) else str((base / x)) for x in s.get("paths", [])]
+        tp = (data.get("tokenizer") or {}).get("path")
+        if tp and not os.path.isabs(tp):
+            data["tokenizer"]["path"] = str(base / tp)
         return cls.model_validate(data)
 
     def to_yaml(self) -> str:

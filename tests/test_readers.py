@@ -1,0 +1,230 @@
+"""Readers on every format of ../shared/data and on fixtures made from its real text:
+WuDao arrays, parquet, datasets dirs, GBK/UTF-16 copies, and corrupted copies."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corpus.build import build
+from corpus.document import BadUnit, Document
+from corpus.readers import FileReader, ReadError, clean_text
+from corpus.recipe import LimitsConfig, Recipe, SourceConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def read(path, limits=None, **src):
+    src.setdefault("name", "t")
+    cfg = SourceConfig(paths=[str(path)], **src)
+    items = list(FileReader(str(path), os.path.basename(str(path)), cfg, limits or LimitsConfig()))
+    return [d for d in items if isinstance(d, Document)], [b for b in items if isinstance(b, BadUnit)]
+
+
+def _qa_records(shared, n=200):
+    rows = [json.loads(l) for l in open(shared / "general/flagdata_web_zh/qa_demo_input.jsonl", encoding="utf-8")]
+    return rows[:n]
+
+
+def _wudao(rec, i):
+    return {"id": i, "uniqueKey": f"k{i}", "titleUkey": f"t{i}", "dataType": "问答", "title": rec["title"] or f"问题{i}",
+            "content": rec["content"]}
+
+
+def test_wudao_json_array_streams_with_title_and_content(shared, tmp_path):
+    recs = _qa_records(shared)
+    p = tmp_path / "part-2021278643.json"
+    p.write_text(json.dumps([_wudao(r, i) for i, r in enumerate(recs)], ensure_ascii=False, indent=1), encoding="utf-8")
+    docs, bad = read(p)
+    assert not bad and len(docs) == len(recs)
+    assert docs[5].text == clean_text(f"{_wudao(recs[5], 5)['title']}\n{recs[5]['content']}")
+
+
+def test_wudao_array_with_a_broken_element_reports_it_and_keeps_the_rest(shared, tmp_path):
+    recs = [_wudao(r, i) for i, r in enumerate(_qa_records(shared, 50))]
+    parts = [json.dumps(r, ensure_ascii=False) for r in recs]
+    parts[20] = parts[20][: len(parts[20]) // 2]  # cut an element in half
+    p = tmp_path / "broken.json"
+    p.write_text("[" + ",\n".join(parts) + "]", encoding="utf-8")
+    docs, bad = read(p)
+    assert len(bad) == 1 and bad[0].reason == "malformed_json" and bad[0].offset > 0
+    assert len(docs) >= 48  # the broken element and at most its neighbour are lost, and reported
+
+
+def test_truncated_zst_keeps_what_was_read_and_reports(shared, tmp_path):
+    import zstandard
+
+    lines = open(shared / "general/c4_en/c4_demo.jsonl", "rb").read()
+    comp = zstandard.ZstdCompressor(level=3).compress(lines)
+    p = tmp_path / "c4.jsonl.zst"
+    p.write_bytes(comp[: len(comp) // 2])
+    docs, bad = read(p)
+    assert 50 < len(docs) < 300
+    assert [b.reason for b in bad] == ["truncated_or_corrupt_stream"]
+
+
+def test_truncated_gzip(shared, tmp_path):
+    raw = (shared / "general/dolma_commoncrawl_en/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz").read_bytes()
+    p = tmp_path / "cut.jsonl.gz"
+    p.write_bytes(raw[: len(raw) // 3])
+    docs, bad = read(p)
+    assert len(docs) > 10 and bad and bad[-1].reason == "truncated_or_corrupt_stream"
+
+
+def test_broken_json_line_in_the_middle(shared, tmp_path):
+    lines = open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8").read().split("\n")
+    lines[150] = lines[150][:40]
+    p = tmp_path / "c4.jsonl"
+    p.write_text("\n".join(lines), encoding="utf-8")
+    docs, bad = read(p)
+    assert len(docs) == 299
+    assert bad[0].reason == "malformed_json" and bad[0].line == 151
+
+
+def test_gbk_and_utf16_copies_decode_to_the_same_text(shared, tmp_path):
+    cases = [("domain/lawrefbook_zh/宪法/宪法.md", "gbk"), ("domain/medicalgpt/pretrain/fever.txt", "gb18030"),
+             ("domain/medicalgpt/pretrain/fever.txt", "utf-16")]
+    for rel, enc in cases:
+        src = shared / rel
+        ref, _ = read(src)
+        p = tmp_path / f"copy.{enc}.txt"
+        p.write_bytes(src.read_text(encoding="utf-8").encode(enc))
+        docs, bad = read(p)
+        assert not bad and len(docs) == 1 and docs[0].text == ref[0].text, enc
+
+
+def test_undecodable_bytes_are_counted(shared, tmp_path):
+    raw = (shared / "domain/medicalgpt/pretrain/fever.txt").read_bytes()
+    p = tmp_path / "bad.txt"
+    p.write_bytes(raw[:5000] + b"\xff\xfe\xfa" + raw[5000:20000])
+    docs, bad = read(p, encoding="utf-8")
+    assert len(docs) == 1 and bad[0].reason == "undecodable_bytes"
+
+
+def test_empty_and_binary_files(tmp_path):
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    docs, bad = read(tmp_path / "empty.jsonl")
+    assert not docs and bad[0].reason == "empty_file"
+    (tmp_path / "junk.bin").write_bytes(bytes(range(256)) * 100)
+    docs, bad = read(tmp_path / "junk.bin")
+    assert not docs and bad[0].reason == "binary_content"
+
+
+def test_strict_mode_raises_on_the_first_bad_unit(tmp_path):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    with pytest.raises(ReadError, match="empty_file"):
+        read(tmp_path / "empty.txt", LimitsConfig(strict=True))
+
+
+def test_oversize_document_split_or_dropped(shared):
+    wiki = shared / "general/wikipedia_en/wiki_demo.txt"
+    lines = [l for l in wiki.read_text(encoding="utf-8").split("\n") if l.strip()]
+    docs, bad = read(wiki, LimitsConfig(max_doc_chars=20000), txt_mode="line")
+    assert not bad and all(len(d.text) <= 20000 for d in docs) and len(docs) > len(lines)
+    assert "".join(d.text for d in docs) == "".join(lines)
+    docs, bad = read(wiki, LimitsConfig(max_doc_chars=20000, oversize="drop"), txt_mode="line")
+    assert len(docs) + len(bad) == len(lines) and all(b.reason == "oversize_document" for b in bad)
+
+
+def test_jsonl_behind_txt_and_list_fields(shared):
+    docs, bad = read(shared / "domain/hf_scientific_papers_pubmed/train.txt", text_key="article_text")
+    assert not bad and len(docs) == 2 and "\n" in docs[0].text
+
+
+def test_u2028_inside_a_json_string_does_not_split_the_line(shared):
+    docs, bad = read(shared / "general/dolma_commoncrawl_en/CC-MAIN-20190717121559-20190717143559-00140.jsonl.gz")
+    assert len(docs) == 697 and not bad
+    assert any("\u2028" in d.text for d in docs)
+
+
+def test_pile_subset_is_kept(shared):
+    docs, _ = read(shared / "general/pile/val.jsonl.zst")
+    assert docs[0].metadata["subset"] == "OpenWebText2"
+
+
+def test_parquet_csv_and_datasets_fixtures_match_jsonl(shared, tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = shared / "general/c4_en/c4_demo.jsonl"
+    rows = [json.loads(l) for l in open(src, encoding="utf-8")]
+    ref, _ = read(src)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "c4.parquet", row_group_size=64)
+    docs, bad = read(tmp_path / "c4.parquet")
+    assert not bad and [d.text for d in docs] == [d.text for d in ref]
+    import csv
+
+    with open(tmp_path / "c4.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["text", "timestamp", "url"])
+        w.writeheader()
+        w.writerows(rows)
+    docs, bad = read(tmp_path / "c4.csv")
+    assert not bad and [d.text for d in docs] == [d.text for d in ref]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "c4_ds"))
+    docs, bad = read(tmp_path / "c4_ds")
+    assert not bad and [d.text for d in docs] == [d.text for d in ref]
+
+
+# README.md of ../shared/data: documents per source (JSON records, files, or non-blank lines)
+EXPECTED = {
+    "medical_rag": 87, "finance_zh": 6, "cail2018_zh": 6, "scotus_en": 6, "medical_dialog_zh": 2,
+    "pubmed_en": 6, "law_zh": 237, "web_zh": 100 + 7 + 1000, "oscar_zh": 2 + 2,
+    "dolma_cc_en": 697 + 10 + 10 + 10, "c4_en": 300 + 3, "wikipedia_en": 30, "shakespeare_en": 1,
+    "pile": 4, "pg19_en": 3, "openwebtext_en": 4, "cc_news_en": 1,
+}
+
+
+@pytest.mark.slow
+def test_recipe_over_every_file_of_shared_data(shared, tmp_path):
+    recipe = Recipe.from_yaml(REPO / "recipes/shared-data.yaml")
+    res = build(recipe, str(tmp_path / "all"))
+    rep = res.report
+    read_counts = {src: rows[0]["docs_in"] for src, rows in rep["funnel"].items()}
+    med = shared / "domain/medicalgpt/pretrain"
+    expected = dict(EXPECTED)
+    expected["medical_pretrain"] = sum(
+        sum(1 for l in f.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n") if l.strip())
+        for f in med.iterdir())
+    assert read_counts == expected
+    # pg19's metadata.csv has no text column: each row is a reported bad unit, nothing crashes
+    bad = [b for b in rep["bad_units"] if b["file"].endswith("metadata.csv")]
+    assert len(bad) == 2 and all(b["reason"] == "no_text_field" for b in bad)
+    assert all(c["ok"] for c in rep["accounting"].values())
+    # the byte-identical Pile shards and CAIL files are exact duplicates
+    dd = {s: next(r for r in rows if r["stage"] == "exact_dedup")["drops"].get("exact_dedup:duplicate", 0)
+          for s, rows in rep["funnel"].items()}
+    assert dd["pile"] >= 1 and dd["cail2018_zh"] >= 2
+
+
+@pytest.mark.slow
+def test_reading_a_1gb_wudao_file_stays_in_bounded_memory(shared, tmp_path):
+    recs = [_wudao(r, i) for i, r in enumerate(_qa_records(shared, 1000))]
+    p = tmp_path / "big.json"
+    with open(p, "w", encoding="utf-8") as f:
+        f.write("[")
+        n, size = 0, 0
+        while size < 1_000_000_000:
+            r = dict(recs[n % len(recs)], id=n)
+            s = ("," if n else "") + json.dumps(r, ensure_ascii=False)
+            f.write(s)
+            size += len(s.encode("utf-8"))
+            n += 1
+        f.write("]")
+    code = f"""
+import resource, sys
+from corpus.readers import FileReader
+from corpus.recipe import LimitsConfig, SourceConfig
+src = SourceConfig(name='w', paths=['x'])
+n = 0
+for d in FileReader({str(p)!r}, 'big.json', src, LimitsConfig()):
+    n += 1
+print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) == n
+    assert int(out[1]) < 300, f"peak RSS {out[1]} MB"

@@ -1,0 +1,165 @@
+"""Gopher rules (Rae et al. 2021, "Scaling Language Models", appendix A, table A1), with the
+defaults of datatrove's GopherRepetitionFilter and GopherQualityFilter, and documented Chinese
+equivalents for the rules that assume space-separated words (docs/filters.md)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from ..document import Document
+from ..stages import Drop, Stage, StageParams, register
+from .text import EN_STOP_WORDS, ZH_STOP_WORDS, is_cjk, is_symbol_word, split_words
+
+_PARA = re.compile(r"\n{2,}")
+_LINES = re.compile(r"\n+")
+
+
+def _dups(items: list[str]) -> tuple[int, int]:
+    """(duplicate elements, characters in duplicate elements) beyond first occurrences."""
+    seen: set[str] = set()
+    n = chars = 0
+    for x in items:
+        if x in seen:
+            n += 1
+            chars += len(x)
+        else:
+            seen.add(x)
+    return n, chars
+
+
+def _top_ngram_chars(words: list[str], n: int, sep: str = " ") -> int:
+    grams = Counter(sep.join(words[i: i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0
+    g, c = grams.most_common(1)[0]
+    return len(g) * c
+
+
+def _dup_ngram_chars(words: list[str], n: int) -> int:
+    seen: set[str] = set()
+    rep, i, last = 0, 0, len(words) - n + 1
+    while i < last:
+        g = "".join(words[i: i + n])
+        if g in seen:
+            rep += len(g)
+            i += n
+        else:
+            seen.add(g)
+            i += 1
+    return rep
+
+
+@register
+class GopherRepetition(Stage):
+    """Drop documents dominated by repeated lines, paragraphs or n-grams."""
+
+    name = "gopher_repetition"
+
+    class Params(StageParams):
+        dup_line_frac: float = 0.3
+        dup_para_frac: float = 0.3
+        dup_line_char_frac: float = 0.2
+        dup_para_char_frac: float = 0.2
+        top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
+        dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
+        # CJK: a word n-gram becomes a character n-gram of n * cjk_chars_per_word characters
+        # (Chinese words average ~1.7 characters; 4 keeps the repetitive but legitimate phrasing of laws, measured in docs/filters.md), joined without spaces
+        cjk_chars_per_word: int = 4
+
+    def apply(self, doc: Document) -> Document | Drop:
+        p, text = self.p, doc.text
+        if not text:
+            return doc
+        paras = _PARA.split(text.strip())
+        nd, cd = _dups(paras)
+        if nd / len(paras) > p.dup_para_frac:
+            return Drop("dup_para_frac", f"{nd}/{len(paras)}")
+        if cd / len(text) > p.dup_para_char_frac:
+            return Drop("dup_para_char_frac", f"{cd}/{len(text)}")
+        lines = _LINES.split(text)
+        nd, cd = _dups(lines)
+        if nd / len(lines) > p.dup_line_frac:
+            return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(lines))
+        if cd / len(text) > p.dup_line_char_frac:
+            return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(lines))
+        words = split_words(text)
+        k, sep = (p.cjk_chars_per_word, "") if is_cjk(text) else (1, " ")
+        for n, frac in p.top_n_grams:
+            c = _top_ngram_chars(words, n * k, sep)
+            if c / len(text) > frac:
+                return Drop(f"top_{n}_gram", f"{c}/{len(text)}")
+        for n, frac in p.dup_n_grams:
+            c = _dup_ngram_chars(words, n * k)
+            if c / len(text) > frac:
+                return Drop(f"duplicated_{n}_n_grams", f"{c}/{len(text)}")
+        return doc
+
+
+def _dup_line_numbers(lines: list[str]) -> list[int]:
+    seen: set[str] = set()
+    out = []
+    for i, l in enumerate(lines):
+        if l in seen:
+            out.append(i)
+        seen.add(l)
+    return out
+
+
+@register
+class GopherQuality(Stage):
+    """Gopher quality rules. For CJK documents: word counts use per-character words, the mean
+    word length rule is skipped (a CJK 'word' is one character by construction), and the stop
+    words are Chinese function words."""
+
+    name = "gopher_quality"
+
+    class Params(StageParams):
+        min_doc_words: int = 50
+        max_doc_words: int = 100_000
+        min_avg_word_length: float = 3
+        max_avg_word_length: float = 10
+        max_symbol_word_ratio: float = 0.1
+        max_bullet_lines_ratio: float = 0.9
+        max_ellipsis_lines_ratio: float = 0.3
+        max_non_alpha_words_ratio: float = 0.8
+        min_stop_words: int = 2
+        stop_words: list[str] | None = None
+
+    def apply(self, doc: Document) -> Document | Drop:
+        p, text = self.p, doc.text
+        words = split_words(text)
+        cjk = is_cjk(text)
+        n_words = len(words)
+        non_symbol = [w for w in words if not is_symbol_word(w)]
+        n = len(non_symbol)
+        if n < p.min_doc_words:
+            return Drop("gopher_short_doc", f"{n} words")
+        if n > p.max_doc_words:
+            return Drop("gopher_long_doc", f"{n} words")
+        if not cjk:
+            avg = sum(len(w) for w in non_symbol) / n
+            if avg < p.min_avg_word_length:
+                return Drop("gopher_below_avg_threshold", f"{avg:.2f}")
+            if avg > p.max_avg_word_length:
+                return Drop("gopher_above_avg_threshold", f"{avg:.2f}")
+        if text.count("#") / n_words > p.max_symbol_word_ratio:
+            return Drop("gopher_too_many_hashes")
+        if (text.count("...") + text.count("…")) / n_words > p.max_symbol_word_ratio:
+            return Drop("gopher_too_many_ellipsis")
+        lines = text.splitlines()
+        if lines:
+            bullets = [i for i, l in enumerate(lines) if l.lstrip().startswith(("•", "-", "*", "●", "·"))]
+            if len(bullets) / len(lines) > p.max_bullet_lines_ratio:
+                return Drop("gopher_too_many_bullets", lines=bullets)
+            ell = [i for i, l in enumerate(lines) if l.rstrip().endswith(("...", "…"))]
+            if len(ell) / len(lines) > p.max_ellipsis_lines_ratio:
+                return Drop("gopher_too_many_end_ellipsis", lines=ell)
+        # punctuation tokens are not words here (they are in the symbol rules above)
+        alpha = sum(1 for w in non_symbol if any(c.isalpha() for c in w))
+        if alpha / n < p.max_non_alpha_words_ratio:
+            return Drop("gopher_below_alpha_threshold", f"{alpha}/{n}")
+        stops = set(p.stop_words) if p.stop_words else (ZH_STOP_WORDS if cjk else EN_STOP_WORDS)
+        if len(stops.intersection(words)) < p.min_stop_words:  # distinct stop words
+            return Drop("gopher_enough_stop_words")
+        return doc

@@ -1,0 +1,129 @@
+"""Cleaning filters on real text: spam removed with the right reasons, good Chinese and
+English text kept, PII replaced, mixed-language documents kept, rejected samples written."""
+
+import gzip
+import json
+import os
+
+import pytest
+
+from corpus.document import Document
+from corpus.readers import FileReader
+from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
+from corpus.stages import Chain, Drop, build_stage
+
+CHAIN = ["fix_encoding", "normalize", "url_filter", "language", "line_corrections", "spam", "gopher_repetition",
+         "gopher_quality", "pii"]
+
+
+def run_chain(path, **src):
+    ch = Chain([build_stage(n, {}) for n in CHAIN])
+    cfg = SourceConfig(name="t", paths=[str(path)], **src)
+    n = kept = 0
+    for f in expand_paths([str(path)]):
+        for d in FileReader(f, os.path.basename(f), cfg, LimitsConfig()):
+            if isinstance(d, Document):
+                n += 1
+                kept += ch(d) is not None
+    drops = {}
+    for s in ch.stats.values():
+        drops.update(s.drops)
+    return n, kept, drops, ch
+
+
+def test_flagdata_casino_spam_pages_are_removed_as_spam(shared):
+    rows = [json.loads(l)["raw_content"] for l in open(shared / "general/flagdata_web_zh/cleared1.jsonl", encoding="utf-8")]
+    spam = build_stage("spam", {})
+    for i in (0, 93):  # 威尼斯人/太阳城 stuffing; "js333金沙线路" injected into a news interview
+        out = spam.apply(Document(str(i), rows[i], "web"))
+        assert isinstance(out, Drop) and out.reason == "spam_keywords" and out.lines
+
+
+def test_oscar_spam_lines_are_removed(shared):
+    n, kept, drops, ch = run_chain(shared / "general/oscar_zh", txt_mode="paragraph")
+    assert drops.get("spam:spam_keywords") == 2  # the link-list/lottery document of both variants
+    assert all("彩" in s["text"] for s in ch.samples["spam:spam_keywords"])
+
+
+@pytest.mark.parametrize("rel,kw,floor", [
+    ("domain/lawrefbook_zh", {"format": "md"}, 0.90),
+    ("general/wikipedia_en/wiki_demo.txt", {"txt_mode": "line"}, 0.90),
+    ("general/c4_en/c4_demo.jsonl", {}, 0.85),
+])
+def test_good_text_is_kept(shared, rel, kw, floor):
+    n, kept, drops, _ = run_chain(shared / rel, **kw)
+    assert kept / n >= floor, (kept, n, drops)
+
+
+def test_news_text_is_kept():
+    from corpus.demo import materialize
+
+    n, kept, drops, _ = run_chain(materialize() / "domain_zh.jsonl")
+    assert kept / n >= 0.95, drops
+
+
+def test_raw_common_crawl_loses_other_languages_and_boilerplate(shared):
+    n, kept, drops, _ = run_chain(shared / "general/dolma_commoncrawl_en")
+    assert kept / n < 0.5 and drops["language:unwanted_language"] > 100
+
+
+def test_mixed_chinese_english_document_is_kept():
+    text = ("本研究探讨了发热患者的临床表现与治疗方法。结果表明早期诊断非常重要。\n" * 3
+            + "Abstract: Fever is a common symptom of infectious diseases and needs careful evaluation.\n"
+            + "我们收集了三百名患者的数据，并进行了统计分析，发现体温与病程密切相关。\n" * 2)
+    out = build_stage("language", {"languages": ["zh"]}).apply(Document("m", text, "x"))
+    assert isinstance(out, Document) and out.metadata["language"] == "zh"
+
+
+def test_pii_placeholders_with_id_checksum():
+    text = ("联系邮箱 zhang.san@example.com，手机 13812345678，身份证 11010519491231002X，"
+            "假号码 110105194912310021，服务器 192.168.1.20，电话 +1 415 555 0100。")
+    out = build_stage("pii", {}).apply(Document("p", text, "x"))
+    assert "<EMAIL>" in out.text and "<PHONE>" in out.text and "<IP>" in out.text
+    assert "<ID>" in out.text and "110105194912310021" in out.text  # bad checksum: not an ID
+    assert out.metadata["pii"]["id_number"] == 1
+
+
+def test_line_corrections_remove_boilerplate_or_drop():
+    lc = build_stage("line_corrections", {})
+    body = "\n".join(["今天的新闻报道了经济形势的最新变化，专家认为明年增长将保持稳定，消费市场持续回暖。"] * 40)
+    out = lc.apply(Document("a", body + "\n扫码关注微信公众号\n上一篇：回顾\n1.2K likes", "x"))
+    assert isinstance(out, Document) and "扫码关注" not in out.text and out.metadata["boilerplate_lines_removed"] == 3
+    out = lc.apply(Document("b", "首页\n登录\n注册\n点击查看更多\n短文一句。", "x"))
+    assert isinstance(out, Drop) and out.reason == "too_much_boilerplate" and out.lines
+
+
+def test_gbk_wrap_artefact_and_mojibake(shared):
+    fx = build_stage("fix_encoding", {})
+    raw = (shared / "domain/medicalgpt/pretrain/tianlongbabu.txt").read_text(encoding="utf-8").replace("\r\n", "\n")
+    out = fx.apply(Document("t", raw, "x"))
+    assert raw.count("崐") > 0 and out.text.count("崐") < raw.count("崐")
+    out = fx.apply(Document("m", "The cafÃ© served crÃ¨me brÃ»lÃ©e.", "x"))
+    assert out.text == "The café served crème brûlée."
+
+
+def test_url_filter():
+    uf = build_stage("url_filter", {})
+    assert isinstance(uf.apply(Document("u", "x", "s", {"url": "https://www.pornhub.com/a"})), Drop)
+    assert isinstance(uf.apply(Document("u", "x", "s", {"url": "http://best-casino-bonus.net/"})), Drop)
+    assert isinstance(uf.apply(Document("u", "x", "s", {"url": "https://news.example.com/a.html"})), Document)
+
+
+def test_build_writes_rejected_samples_per_reason(shared, tmp_path):
+    from corpus.build import build
+    from corpus.recipe import Recipe
+
+    from conftest import LLAMA_TOKENIZER
+
+    r = Recipe.model_validate({
+        "sources": [{"name": "web_zh", "paths": [str(shared / "general/flagdata_web_zh/cleared1.jsonl")]},
+                    {"name": "oscar", "paths": [str(shared / "general/oscar_zh")], "txt_mode": "paragraph"}],
+        "stages": [{"name": n} for n in CHAIN] + [{"name": "exact_dedup"}],
+        "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256}})
+    res = build(r, str(tmp_path))
+    files = os.listdir(tmp_path / "rejected")
+    assert "spam__spam_keywords.jsonl" in files and "line_corrections__too_much_boilerplate.jsonl" in files
+    row = json.loads(open(tmp_path / "rejected" / "spam__spam_keywords.jsonl", encoding="utf-8").readline())
+    assert row["lines"] and row["reason"] == "spam:spam_keywords"
+    funnel = {r["stage"] for r in res.report["funnel"]["web_zh"]}
+    assert set(CHAIN) <= funnel

@@ -283,7 +283,7 @@ def _describe_state_diff(old: dict, new: dict) -> str:
 
 
 def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries: list[dict]) -> tuple[dict, dict]:
-    from kernels.pack import ConcatPacker
+    from kernels.pack import make_packer
     from shards.format import ShardWriter, token_dtype
 
     tok = load_tokenizer(recipe.tokenizer.path)
@@ -366,7 +366,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         per_source[src.name] = {"kind": src.kind, "index": s}
         for si, sp in enumerate(SPLITS):
             order = selection[s] if sp == "train" else np.flatnonzero((src_of == s) & (split == 1) & keep)
-            packer = ConcatPacker(L, bos, eos, pad, dtype, recipe.packing.tail)
+            packer = make_packer(recipe.packing.mode, L, bos, eos, pad, dtype, recipe.packing.tail)
             writer = ShardWriter(os.path.join(out, sp), src.name, L, dtype, recipe.output.rows_per_shard, s)
             n_rows = 0
             for a in range(0, len(order), 4096):
@@ -396,6 +396,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
                 "pad_tokens": int(sum(e["pad_tokens"] for e in entries)),
                 "tail_dropped_tokens": packer.dropped_tail_tokens,
                 "row_continuations": int(sum(e["segments"] - e["doc_starts"] for e in entries)),
+                "docs_split_across_rows": packer.docs_split, "truncated_tokens": 0,
                 "doc_token_percentiles": _pct(dl),
             }
         tr = per_source[src.name]["train"]

@@ -61,7 +61,7 @@ class TokenizerConfig(_Strict):
 
 
 class PackingConfig(_Strict):
-    mode: Literal["concat"] = "concat"
+    mode: Literal["concat", "pad", "best_fit"] = "concat"
     seq_len: int = Field(default=2048, ge=8)
     tail: Literal["pad", "drop"] = "pad"  # the last partial row of each stream
 

@@ -140,3 +140,27 @@ def test_cli_build_stats_verify(shared, tmp_path):
     shard.write_bytes(bytes(data))
     r = subprocess.run(cmd + ["verify", str(out)], capture_output=True, text=True, env=env)
     assert r.returncode == 1 and shard.name in r.stdout.replace("\n", "")
+
+
+@pytest.mark.parametrize("mode", ["pad", "best_fit"])
+def test_whole_document_modes_build_and_verify(shared, tmp_path, mode):
+    r = _recipe(shared, packing={"seq_len": 512, "mode": mode})
+    res = build(r, str(tmp_path))
+    assert verify(str(tmp_path)) == []
+    for name, ps in res.manifest["per_source"].items():
+        for sp in ("train", "val"):
+            s = ps[sp]
+            assert s["tokens"] == s["doc_tokens"] + 2 * s["docs"]  # nothing truncated, BOS+EOS each
+            assert s["truncated_tokens"] == 0
+
+
+def test_best_fit_on_the_demo_corpus_pads_under_one_percent(tmp_path):
+    from corpus.demo import demo_recipe
+
+    r = demo_recipe()
+    d = r.model_dump()
+    d["packing"]["mode"] = "best_fit"
+    res = build(Recipe.model_validate(d), str(tmp_path))
+    tr = [p["train"] for p in res.manifest["per_source"].values()]
+    pad = sum(t["pad_tokens"] for t in tr) / sum(t["rows"] * 2048 for t in tr)
+    assert pad < 0.01, pad

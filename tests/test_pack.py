@@ -82,3 +82,86 @@ def test_concat_is_deterministic_and_batching_invariant(docs, seq_len, batches):
     rb = np.concatenate([o.rows for o in b])
     assert np.array_equal(ra, rb)
     assert np.array_equal(np.concatenate([o.row_flags for o in a]), np.concatenate([o.row_flags for o in b]))
+
+
+# ---------------------------------------------------------------------------------------
+# pad and best-fit
+
+from kernels.pack import BestFitPacker, PadPacker, best_fit_decreasing  # noqa: E402
+
+
+def _run(cls, docs, seq_len, batches, window=1 << 22):
+    p = cls(seq_len, BOS, EOS, PAD, np.uint16, window_tokens=window)
+    outs = []
+    cuts = sorted(set([0, len(docs)] + [c for c in batches if 0 < c < len(docs)]))
+    for a, b in zip(cuts, cuts[1:]):
+        part = docs[a:b]
+        offs = np.concatenate([[0], np.cumsum([len(d) for d in part])]).astype(np.int64)
+        flat = np.concatenate(part).astype(np.int32) if part else np.zeros(0, np.int32)
+        outs.append(p.add(flat, offs))
+    outs.append(p.finish())
+    return p, outs
+
+
+def _segments(outs, seq_len):
+    segs = []
+    for o in outs:
+        for r in range(len(o)):
+            valid = int(o.row_valid[r])
+            assert (o.rows[r, valid:] == PAD).all()
+            starts = list(o.seg_start[o.seg_ptr[r]: o.seg_ptr[r + 1]])
+            assert starts[0] == 0 and starts == sorted(starts)
+            bounds = starts + [valid]
+            for i in range(len(starts)):
+                segs.append((list(o.rows[r, bounds[i]: bounds[i + 1]]), i == 0 and bool(o.row_flags[r] & 1)))
+    return segs
+
+
+@settings(max_examples=120, deadline=None)
+@given(docs=docs_strategy, seq_len=st.integers(2, 64), batches=st.lists(st.integers(0, 30), max_size=3),
+       mode=st.sampled_from(["pad", "best_fit"]), window=st.sampled_from([1, 50, 1 << 22]))
+def test_whole_doc_modes_every_token_once_in_order(docs, seq_len, batches, mode, window):
+    cls = PadPacker if mode == "pad" else BestFitPacker
+    p, outs = _run(cls, docs, seq_len, batches, window)
+    segs = _segments(outs, seq_len)
+    # every segment is a chunk of one document: the chunks of each document, in order, rebuild it
+    want = [[BOS] + list(d) + [EOS] for d in docs]
+    chunks = sorted((tuple(s) for s, _ in segs))
+    expect = sorted(tuple(w[i: i + seq_len]) for w in want for i in range(0, len(w), seq_len))
+    assert chunks == expect
+    total = sum(len(w) for w in want)
+    rows = sum(len(o) for o in outs)
+    assert rows * seq_len == total + p.pad_tokens
+    if mode == "pad":
+        assert rows == sum(-(-len(w) // seq_len) for w in want)
+    assert p.docs_split == sum(len(w) > seq_len for w in want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(lengths=st.lists(st.integers(1, 100), max_size=200), cap=st.integers(100, 300))
+def test_best_fit_decreasing_is_valid_and_near_optimal(lengths, cap):
+    lens = np.array(lengths, np.int64)
+    row_of, off, n = best_fit_decreasing(lens, cap)
+    used = np.zeros(max(n, 1), np.int64)
+    for i, (r, o) in enumerate(zip(row_of, off)):
+        assert 0 <= o and o + lens[i] <= cap
+        used[r] += lens[i]
+    assert (used <= cap).all()
+    # BFD uses at most 11/9 OPT + 1 rows (Johnson 1973); OPT >= ceil(sum/cap)
+    assert n <= 11 / 9 * -(-lens.sum() // cap) + 1
+
+
+def test_best_fit_pads_less_than_pad_mode_on_real_lengths(shared):
+    import json
+
+    import sentencepiece as spm
+
+    from conftest import LLAMA_TOKENIZER
+
+    sp = spm.SentencePieceProcessor(model_file=str(LLAMA_TOKENIZER))
+    texts = [json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")]
+    docs = [np.array(x) for x in sp.encode(texts)]
+    pad, _ = _run(PadPacker, docs, 2048, [])
+    bf, outs = _run(BestFitPacker, docs, 2048, [])
+    tot = sum(len(d) + 2 for d in docs)
+    assert bf.pad_tokens / (tot + bf.pad_tokens) < 0.05 < pad.pad_tokens / (tot + pad.pad_tokens)

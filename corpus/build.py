@@ -136,6 +136,11 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     split = np.array([split_of(d, recipe.seed, recipe.split.val_ratio) for d in ids], dtype=np.uint8)
     chars = np.array([len(t) for t in texts], dtype=np.int64)
     base = os.path.join(work, "units", unit.key)
+    mh = next((st for st in stages if st.name == "minhash_dedup"), None)
+    if mh is not None:  # the per-document half of the global near-dedup stage
+        bands = np.concatenate([mh.band_hashes(texts[i: i + 4096]) for i in range(0, len(texts), 4096)]) \
+            if texts else np.zeros((0, mh.p.bands), np.uint64)
+        _atomic_np(base + ".bands.npy", lambda f: np.save(f, bands))
     _atomic_np(base + ".tok.npy", lambda f: np.save(f, flat))
     _atomic_np(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
                                                        chars=chars, ids=np.array(ids, dtype=np.str_)))
@@ -314,6 +319,31 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         keep &= ~dup
         dedup_drops = np.bincount(src_of[dup], minlength=S)
 
+    # global boundary: MinHash LSH near-dedup over what exact dedup kept
+    near_drops = np.zeros(S, np.int64)
+    mh_cfg = next((st for st in recipe.stages if st.name == "minhash_dedup"), None)
+    clusters_path = os.path.join(out, "dedup_clusters.jsonl")
+    if os.path.exists(clusters_path):
+        os.remove(clusters_path)
+    if mh_cfg is not None and n:
+        from .dedup import cluster_bands
+
+        prefer = mh_cfg.params().get("prefer", "domain")
+        kinds = np.array([0 if (prefer == "domain" and s.kind == "domain") else 1 for s in recipe.sources])
+        bands = [np.load(os.path.join(work, "units", u.key + ".bands.npy")) for u in units]
+        rep, near = cluster_bands(bands, keep.copy(), kinds[src_of])
+        keep &= ~near
+        near_drops = np.bincount(src_of[near], minlength=S)
+        members = np.flatnonzero(rep >= 0)
+        sizes = np.bincount(rep[members], minlength=n)
+        multi = members[sizes[rep[members]] > 1]
+        ids_all = np.concatenate([d["ids"] for d in docs]) if docs else np.zeros(0, str)
+        with open(clusters_path + ".tmp", "w", encoding="utf-8") as f:
+            for g in multi:
+                f.write(json.dumps({"id": str(ids_all[g]), "cluster": str(ids_all[rep[g]]), "kept": bool(keep[g])},
+                                   ensure_ascii=False) + "\n")
+        os.replace(clusters_path + ".tmp", clusters_path)
+
     # val cap: overflow val documents go back to train (by order), nothing is lost
     if recipe.split.val_max_docs is not None:
         for s in range(S):
@@ -410,7 +440,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         p["realised_share"] = p["train"]["tokens"] / total_train
 
     # the funnel and the accounting check
-    funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source)
+    funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source, near_drops)
     samples = _merge_samples(summaries, recipe.output.rejected_samples)
     rej = os.path.join(out, "rejected")
     if os.path.isdir(rej):
@@ -480,7 +510,7 @@ def _pct(x: np.ndarray) -> dict[str, int]:
 
 
 def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsampled: np.ndarray,
-            per_source: dict) -> tuple[dict, dict]:
+            per_source: dict, near: np.ndarray) -> tuple[dict, dict]:
     funnel: dict[str, list[dict]] = {}
     checks: dict[str, dict] = {}
     for s, src in enumerate(recipe.sources):
@@ -501,6 +531,10 @@ def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsample
         if any(x.name == "exact_dedup" for x in recipe.stages):
             rows.append({"stage": "exact_dedup", "docs_in": kept, "docs_out": after_dedup,
                          "drops": {"exact_dedup:duplicate": int(dedup[s])} if dedup[s] else {}})
+        if any(x.name == "minhash_dedup" for x in recipe.stages):
+            rows.append({"stage": "minhash_dedup", "docs_in": after_dedup, "docs_out": after_dedup - int(near[s]),
+                         "drops": {"minhash_dedup:near_duplicate": int(near[s])} if near[s] else {}})
+            after_dedup -= int(near[s])
         written = per_source[src.name]["train"]["unique_docs"] + per_source[src.name]["val"]["unique_docs"]
         rows.append({"stage": "mix", "docs_in": after_dedup, "docs_out": written,
                      "drops": {"mix:downsampled": int(downsampled[s])} if downsampled[s] else {},

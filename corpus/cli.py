@@ -180,3 +180,32 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+@app.command()
+def dedup(
+    inputs: list[str] = typer.Argument(None, help="input files, directories or globs"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="writes kept.jsonl.zst and clusters.jsonl"),
+    explain: bool = typer.Option(False, "--explain", help="print the LSH S-curve for the parameters and exit"),
+    ngram: int = typer.Option(5, "--ngram"),
+    num_perm: int = typer.Option(120, "--num-perm"),
+    bands: int = typer.Option(12, "--bands"),
+    rows: int = typer.Option(10, "--rows"),
+    text_key: Optional[str] = typer.Option(None, "--text-key"),
+) -> None:
+    """MinHash LSH near-duplicate removal on its own (the build uses the `minhash_dedup` stage)."""
+    from corpus.dedup import MinHashDedup, dedup_files, explain_table
+
+    if explain:
+        console.print(explain_table(bands, rows))
+        return
+    if not inputs or out is None:
+        raise typer.BadParameter("give INPUT... and --out (or --explain)")
+    st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows)
+    res = dedup_files(list(inputs), str(out), st, text_key)
+    t = Table(title="corpus dedup")
+    for k in ("documents", "kept", "near_duplicates", "clusters_with_duplicates"):
+        t.add_row(k, f"{res[k]:,}")
+    console.print(t)
+    if res["bad_units"]:
+        console.print(f"[yellow]{len(res['bad_units'])} unreadable units[/] (first: {res['bad_units'][0]})")

@@ -62,7 +62,7 @@ def register(cls: type[Stage]) -> type[Stage]:
 def build_stage(name: str, params: dict[str, Any]) -> Stage:
     """Instantiate a registered stage, validating its parameters."""
     # importing registers the filter library's stages
-    from . import filters  # noqa: F401
+    from . import dedup, filters  # noqa: F401
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")

@@ -1,0 +1,116 @@
+"""Near-duplicate removal with MinHash LSH (global stage), and the standalone `corpus dedup`.
+
+Per unit (in the workers): Numba signatures straight from code points → band hashes, saved
+beside the unit's tokens. At the global boundary: one band column at a time is argsorted, runs
+of equal hashes are unioned (union-find), and each cluster keeps one document: the earliest in
+input order, or the earliest of the preferred kind of source (domain over general).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from kernels.minhash import band_hashes, lsh_clusters, permutations, s_curve, signatures
+
+from .stages import Stage, StageParams, register
+
+
+@register
+class MinHashDedup(Stage):
+    """Global: drop near-duplicates (estimated Jaccard of `ngram`-token shingles above ~0.8)."""
+
+    name = "minhash_dedup"
+    is_global: ClassVar[bool] = True
+
+    class Params(StageParams):
+        ngram: int = 5
+        num_perm: int = 120
+        bands: int = 12
+        rows: int = 10
+        seed: int = 1
+        prefer: Literal["first", "domain"] = "domain"
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        if self.p.bands * self.p.rows > self.p.num_perm:
+            raise ValueError(f"bands x rows = {self.p.bands * self.p.rows} > num_perm = {self.p.num_perm}")
+        self.a, self.b = permutations(self.p.num_perm, self.p.seed)
+
+    def band_hashes(self, texts: list[str]) -> np.ndarray:
+        """(n, bands) uint64 LSH band hashes of texts."""
+        if not texts:
+            return np.zeros((0, self.p.bands), np.uint64)
+        sig = signatures(texts, self.p.ngram, self.a, self.b)
+        return band_hashes(sig, self.p.bands, self.p.rows)
+
+    def explain(self) -> list[tuple[float, float]]:
+        return s_curve(self.p.bands, self.p.rows)
+
+
+def cluster_bands(band_arrays: list[np.ndarray], mask: np.ndarray, priority: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters over the documents where `mask` is True (others are left alone).
+    Returns (representative global index per document or -1, near-duplicate drop mask)."""
+    idx = np.flatnonzero(mask)
+    n = len(idx)
+    rep_all = np.full(len(mask), -1, np.int64)
+    drop = np.zeros(len(mask), bool)
+    if n == 0:
+        return rep_all, drop
+    bands = band_arrays[0].shape[1] if band_arrays else 0
+
+    def columns():
+        for j in range(bands):
+            col = np.concatenate([b[:, j] for b in band_arrays])
+            yield np.ascontiguousarray(col[idx])
+
+    rep, keep = lsh_clusters(columns(), n, None if priority is None else priority[idx])
+    rep_all[idx] = idx[rep]
+    drop[idx[~keep]] = True
+    return rep_all, drop
+
+
+def explain_table(bands: int, rows: int) -> str:
+    lines = [f"MinHash LSH: {bands} bands x {rows} rows = {bands * rows} permutations; "
+             f"threshold ~ (1/b)^(1/r) = {(1 / bands) ** (1 / rows):.3f}",
+             "Jaccard  P(pair becomes a candidate)"]
+    lines += [f"  {j:.2f}   {p:.4f}" for j, p in s_curve(bands, rows)]
+    return "\n".join(lines)
+
+
+def dedup_files(inputs: list[str], out: str, stage: MinHashDedup, text_key: str | None = None) -> dict[str, Any]:
+    """Standalone near-dedup: kept documents to OUT/kept.jsonl.zst, every document's cluster to
+    OUT/clusters.jsonl (`id` = the input's own id field when present)."""
+    import zstandard
+
+    from .document import BadUnit, Document
+    from .readers import FileReader
+    from .recipe import LimitsConfig, SourceConfig, expand_paths
+
+    os.makedirs(out, exist_ok=True)
+    src = SourceConfig(name="input", paths=inputs, text_key=text_key, id_key="id")
+    docs: list[Document] = []
+    bad: list[dict] = []
+    files = expand_paths(inputs)
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
+    for f in files:
+        for d in FileReader(f, os.path.relpath(os.path.abspath(f), root), src, LimitsConfig()):
+            (docs.append(d) if isinstance(d, Document) else bad.append(d.as_dict()))  # type: ignore[func-returns-value]
+    bands = [stage.band_hashes([d.text for d in docs[i: i + 4096]]) for i in range(0, len(docs), 4096)]
+    rep, drop = cluster_bands(bands, np.ones(len(docs), bool), None)
+    ids = [d.id.split("/", 1)[1] for d in docs]  # FILE:RECORD (or FILE:OWN_ID with an "id" field)
+    with open(os.path.join(out, "clusters.jsonl"), "w", encoding="utf-8") as f:
+        for i, d in enumerate(docs):
+            f.write(json.dumps({"id": ids[i], "cluster": ids[int(rep[i])], "kept": not bool(drop[i])},
+                               ensure_ascii=False) + "\n")
+    cctx = zstandard.ZstdCompressor(level=3)
+    with open(os.path.join(out, "kept.jsonl.zst"), "wb") as fh, cctx.stream_writer(fh) as w:
+        for i, d in enumerate(docs):
+            if not drop[i]:
+                w.write((json.dumps({"id": ids[i], "text": d.text}, ensure_ascii=False) + "\n").encode("utf-8"))
+    sizes = np.bincount(rep[rep >= 0]) if len(docs) else np.zeros(0, np.int64)
+    return {"documents": len(docs), "kept": int((~drop).sum()), "near_duplicates": int(drop.sum()),
+            "clusters_with_duplicates": int((sizes > 1).sum()), "bad_units": bad}

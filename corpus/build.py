@@ -138,9 +138,11 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     base = os.path.join(work, "units", unit.key)
     mh = next((st for st in stages if st.name == "minhash_dedup"), None)
     if mh is not None:  # the per-document half of the global near-dedup stage
-        bands = np.concatenate([mh.band_hashes(texts[i: i + 4096]) for i in range(0, len(texts), 4096)]) \
-            if texts else np.zeros((0, mh.p.bands), np.uint64)
+        parts = [mh.band_hashes(texts[i: i + 4096], with_signatures=True) for i in range(0, len(texts), 4096)]
+        bands = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, mh.p.bands), np.uint64)
+        sigs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, mh.p.num_perm), np.uint32)
         _atomic_np(base + ".bands.npy", lambda f: np.save(f, bands))
+        _atomic_np(base + ".sig.npy", lambda f: np.save(f, sigs))
     _atomic_np(base + ".tok.npy", lambda f: np.save(f, flat))
     _atomic_np(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
                                                        chars=chars, ids=np.array(ids, dtype=np.str_)))
@@ -330,8 +332,22 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
 
         prefer = mh_cfg.params().get("prefer", "domain")
         kinds = np.array([0 if (prefer == "domain" and s.kind == "domain") else 1 for s in recipe.sources])
+        from .stages import build_stage
+
+        mh = build_stage("minhash_dedup", mh_cfg.params())
         bands = [np.load(os.path.join(work, "units", u.key + ".bands.npy")) for u in units]
-        rep, near = cluster_bands(bands, keep.copy(), kinds[src_of])
+        sig = None
+        if mh.p.verify_threshold > 0:  # one memory-mapped signature file: page cache, not heap
+            sig = np.lib.format.open_memmap(os.path.join(work, "signatures.npy"), mode="w+", dtype=np.uint32,
+                                            shape=(n, mh.p.num_perm))
+            a = 0
+            for u in units:
+                part = np.load(os.path.join(work, "units", u.key + ".sig.npy"), mmap_mode="r")
+                sig[a: a + len(part)] = part
+                a += len(part)
+            sig.flush()
+        rep, near = cluster_bands(bands, keep.copy(), kinds[src_of], None if sig is None else [sig],
+                                  mh.p.verify_threshold)
         keep &= ~near
         near_drops = np.bincount(src_of[near], minlength=S)
         members = np.flatnonzero(rep >= 0)

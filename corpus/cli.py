@@ -187,21 +187,22 @@ def dedup(
     inputs: list[str] = typer.Argument(None, help="input files, directories or globs"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="writes kept.jsonl.zst and clusters.jsonl"),
     explain: bool = typer.Option(False, "--explain", help="print the LSH S-curve for the parameters and exit"),
-    ngram: int = typer.Option(5, "--ngram"),
+    ngram: int = typer.Option(2, "--ngram"),
     num_perm: int = typer.Option(120, "--num-perm"),
-    bands: int = typer.Option(12, "--bands"),
-    rows: int = typer.Option(10, "--rows"),
+    bands: int = typer.Option(30, "--bands"),
+    rows: int = typer.Option(4, "--rows"),
+    verify: float = typer.Option(0.75, "--verify", help="min estimated Jaccard of a candidate pair (0: off)"),
     text_key: Optional[str] = typer.Option(None, "--text-key"),
 ) -> None:
     """MinHash LSH near-duplicate removal on its own (the build uses the `minhash_dedup` stage)."""
     from corpus.dedup import MinHashDedup, dedup_files, explain_table
 
     if explain:
-        console.print(explain_table(bands, rows))
+        console.print(explain_table(bands, rows, verify))
         return
     if not inputs or out is None:
         raise typer.BadParameter("give INPUT... and --out (or --explain)")
-    st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows)
+    st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
     res = dedup_files(list(inputs), str(out), st, text_key)
     t = Table(title="corpus dedup")
     for k in ("documents", "kept", "near_duplicates", "clusters_with_duplicates"):

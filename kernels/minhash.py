@@ -98,7 +98,12 @@ def signature_from_hashes(hv, a, b, out):
     for i in range(hv.shape[0]):
         x = hv[i]
         for p in range(P):
-            v = ((a[p] * x + b[p]) % MERSENNE) & MAX_HASH
+            v = a[p] * x + b[p]  # wraps mod 2^64, exactly like datasketch's numpy uint64
+            # v mod (2^61 - 1) without a division: fold the high bits, subtract once
+            v = (v & MERSENNE) + (v >> np.uint64(61))
+            if v >= MERSENNE:
+                v -= MERSENNE
+            v &= MAX_HASH
             if v < out[p]:
                 out[p] = v
 
@@ -150,19 +155,34 @@ def _find(parent, x):
     return root
 
 
+@nb.njit(cache=True, inline="always")
+def _similar(sig, x, y, thr):
+    same = 0
+    P = sig.shape[1]
+    for p in range(P):
+        if sig[x, p] == sig[y, p]:
+            same += 1
+    return same >= thr * P
+
+
 @nb.njit(cache=True)
-def union_sorted_groups(parent, keys, order, ids):
-    """Union every run of equal `keys` (visited in `order`) into one set; ids map to parent slots."""
+def union_sorted_groups(parent, keys, order, sig, thr):
+    """Union every run of equal `keys` (visited in `order`) into one set. With signatures
+    (`sig` non-empty), a candidate joins only when its estimated Jaccard with the run's first
+    member is >= thr: LSH proposes, the signatures verify."""
     n = order.shape[0]
+    verify = sig.shape[0] > 0
     i = 0
     while i < n:
         j = i + 1
         while j < n and keys[order[j]] == keys[order[i]]:
             j += 1
         if j - i > 1:
-            r0 = _find(parent, ids[order[i]])
+            r0 = _find(parent, order[i])
             for k in range(i + 1, j):
-                rk = _find(parent, ids[order[k]])
+                if verify and not _similar(sig, order[i], order[k], thr):
+                    continue
+                rk = _find(parent, order[k])
                 if rk != r0:
                     if rk < r0:
                         parent[r0] = rk
@@ -180,16 +200,20 @@ def roots(parent):
     return out
 
 
-def lsh_clusters(band_columns, n: int, priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def lsh_clusters(band_columns, n: int, priority: np.ndarray | None = None, sig: np.ndarray | None = None,
+                 verify_threshold: float = 0.0, on_column=None) -> tuple[np.ndarray, np.ndarray]:
     """Cluster documents sharing any band hash. `band_columns` yields one (n,) uint64 column at a
     time, so memory beyond the columns is ~24 bytes per document (parent, order, roots).
     Returns (cluster id = representative's index, keep mask). The representative of a cluster is
     its member with the lowest (priority, index) — earliest in input order, or a preferred source."""
     parent = np.arange(n, dtype=np.int64)
-    ids = np.arange(n, dtype=np.int64)
+    sg = sig if sig is not None and verify_threshold > 0 else np.zeros((0, 1), np.uint32)
     for col in band_columns:
         order = np.argsort(col, kind="stable")
-        union_sorted_groups(parent, col, order, ids)
+        union_sorted_groups(parent, col, order, sg, verify_threshold)
+        if on_column:
+            on_column()
+        del order
     root = roots(parent)
     if priority is None:
         rep = root  # unions keep the lowest index as root

@@ -116,8 +116,9 @@ def test_preferred_source_wins_the_cluster(shared, tmp_path):
 
 
 def test_explain_and_bad_parameters():
-    st = MinHashDedup()
-    curve = dict(st.explain())
+    curve = dict(MinHashDedup(bands=12, rows=10).explain())
     assert curve[0.5] < 0.02 and 0.7 < curve[0.8] < 0.8 and curve[0.9] > 0.99
+    curve = dict(MinHashDedup().explain())  # the default: permissive LSH, verified by signatures
+    assert curve[0.5] > 0.8
     with pytest.raises(ValueError):
         MinHashDedup(num_perm=64, bands=12, rows=10)

@@ -366,6 +366,14 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
             vi = np.flatnonzero((src_of == s) & (split == 1) & keep)
             split[vi[recipe.split.val_max_docs:]] = 0
 
+    # global boundary: decontamination of train against val and declared eval sets
+    contam_drops = np.zeros(S, np.int64)
+    dc_cfg = next((st for st in recipe.stages if st.name == "decontaminate"), None)
+    if dc_cfg is not None and n:
+        contam = _decontaminate(dc_cfg.params(), recipe, tok, docs, units, work, split, keep, unit_of, local)
+        keep &= ~contam
+        contam_drops = np.bincount(src_of[contam], minlength=S)
+
     extra = int(recipe.tokenizer.add_bos) + int(recipe.tokenizer.add_eos)
     # mixing on the train split
     weights = [s.weight for s in recipe.sources]
@@ -456,7 +464,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         p["realised_share"] = p["train"]["tokens"] / total_train
 
     # the funnel and the accounting check
-    funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source, near_drops)
+    funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source, near_drops, contam_drops)
     samples = _merge_samples(summaries, recipe.output.rejected_samples)
     rej = os.path.join(out, "rejected")
     if os.path.isdir(rej):
@@ -497,6 +505,46 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     return manifest, report
 
 
+def _decontaminate(params: dict, recipe: Recipe, tok: Any, docs: list, units: list[Unit], work: str,
+                   split: np.ndarray, keep: np.ndarray, unit_of: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Mask of train documents sharing an n-token window with val documents or eval files."""
+    from kernels.minhash import docs_hitting, ngram_hashes
+
+    from .document import Document
+    from .readers import FileReader
+    from .recipe import LimitsConfig, SourceConfig, expand_paths
+
+    n = int(params.get("ngram", 13))
+    refs = []
+    tokens = [np.load(os.path.join(work, "units", u.key + ".tok.npy"), mmap_mode="r") for u in units]
+    if params.get("use_val_split", True):
+        for u, d in enumerate(docs):
+            sel = np.flatnonzero((split[unit_of == u] == 1) & keep[unit_of == u])
+            if len(sel):
+                offs = d["offsets"]
+                pieces = [np.asarray(tokens[u][offs[i]: offs[i + 1]]) for i in sel]
+                o = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+                refs.append(ngram_hashes(np.concatenate(pieces).astype(np.int64), o, n)[0])
+    files = params.get("eval_files") or []
+    if files:
+        src = SourceConfig(name="eval", paths=files)
+        texts = [x.text for f in expand_paths(files) for x in FileReader(f, os.path.basename(f), src, LimitsConfig())
+                 if isinstance(x, Document)]
+        arrs = tok.encode_batch(texts)
+        if arrs:
+            o = np.concatenate([[0], np.cumsum([len(a) for a in arrs])]).astype(np.int64)
+            refs.append(ngram_hashes(np.concatenate(arrs).astype(np.int64), o, n)[0])
+    ref = np.unique(np.concatenate(refs)) if refs else np.zeros(0, np.uint64)
+    out = np.zeros(len(split), bool)
+    starts = np.concatenate([[0], np.cumsum([len(d["split"]) for d in docs])])
+    for u, d in enumerate(docs):
+        m = (split[starts[u]: starts[u + 1]] == 0) & keep[starts[u]: starts[u + 1]]
+        if m.any():
+            hit = docs_hitting(np.asarray(tokens[u]).astype(np.int64), d["offsets"].astype(np.int64), n, ref)
+            out[starts[u]: starts[u + 1]] = hit & m
+    return out
+
+
 def _select(idx: np.ndarray, cost: np.ndarray, target: float, seed: int, s: int) -> np.ndarray:
     """Documents for a token target: whole seeded permutations, then a prefix of one more."""
     if len(idx) == 0 or target <= 0:
@@ -526,7 +574,7 @@ def _pct(x: np.ndarray) -> dict[str, int]:
 
 
 def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsampled: np.ndarray,
-            per_source: dict, near: np.ndarray) -> tuple[dict, dict]:
+            per_source: dict, near: np.ndarray, contam: np.ndarray) -> tuple[dict, dict]:
     funnel: dict[str, list[dict]] = {}
     checks: dict[str, dict] = {}
     for s, src in enumerate(recipe.sources):
@@ -551,6 +599,10 @@ def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsample
             rows.append({"stage": "minhash_dedup", "docs_in": after_dedup, "docs_out": after_dedup - int(near[s]),
                          "drops": {"minhash_dedup:near_duplicate": int(near[s])} if near[s] else {}})
             after_dedup -= int(near[s])
+        if any(x.name == "decontaminate" for x in recipe.stages):
+            rows.append({"stage": "decontaminate", "docs_in": after_dedup, "docs_out": after_dedup - int(contam[s]),
+                         "drops": {"decontaminate:eval_overlap": int(contam[s])} if contam[s] else {}})
+            after_dedup -= int(contam[s])
         written = per_source[src.name]["train"]["unique_docs"] + per_source[src.name]["val"]["unique_docs"]
         rows.append({"stage": "mix", "docs_in": after_dedup, "docs_out": written,
                      "drops": {"mix:downsampled": int(downsampled[s])} if downsampled[s] else {},

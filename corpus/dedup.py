@@ -55,6 +55,21 @@ class MinHashDedup(Stage):
         return s_curve(self.p.bands, self.p.rows)
 
 
+@register
+class Decontaminate(Stage):
+    """Global: drop train documents sharing an `ngram`-token window with an evaluation set —
+    the build's own val split and/or `eval_files` (any format the readers take), tokenized with
+    the build's tokenizer. GPT-3 used 13-grams of words; we use 13-grams of tokens."""
+
+    name = "decontaminate"
+    is_global: ClassVar[bool] = True
+
+    class Params(StageParams):
+        ngram: int = 13
+        use_val_split: bool = True
+        eval_files: list[str] = []
+
+
 def cluster_bands(band_arrays: list[np.ndarray], mask: np.ndarray, priority: np.ndarray | None,
                   sig_arrays: list[np.ndarray] | None = None, verify_threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Clusters over the documents where `mask` is True (others are left alone).

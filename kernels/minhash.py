@@ -229,3 +229,51 @@ def lsh_clusters(band_columns, n: int, priority: np.ndarray | None = None, sig: 
 def s_curve(bands: int, rows: int, js=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[tuple[float, float]]:
     """Probability that a pair with Jaccard J shares at least one band: 1 - (1 - J^r)^b."""
     return [(j, 1 - (1 - j ** rows) ** bands) for j in js]
+
+
+# ---------------------------------------------------------------------------------------
+# n-gram overlap (decontamination)
+
+
+@nb.njit(cache=True, nogil=True)
+def ngram_hashes(tokens, offsets, n):
+    """Polynomial hashes of every n-token window inside each document (windows never cross
+    documents). Returns (hashes, document index of each hash)."""
+    total = 0
+    for d in range(offsets.shape[0] - 1):
+        total += max(0, offsets[d + 1] - offsets[d] - n + 1)
+    out = np.empty(total, np.uint64)
+    doc = np.empty(total, np.int64)
+    k = 0
+    B = np.uint64(0x100000001B3)
+    for d in range(offsets.shape[0] - 1):
+        a = offsets[d]
+        b = offsets[d + 1]
+        for s in range(a, b - n + 1):
+            h = np.uint64(0xCBF29CE484222325)
+            for i in range(s, s + n):
+                h = (h ^ np.uint64(tokens[i])) * B
+            out[k] = h
+            doc[k] = d
+            k += 1
+    return out, doc
+
+
+@nb.njit(cache=True, nogil=True)
+def docs_hitting(tokens, offsets, n, sorted_ref):
+    """Per document: does any of its n-token windows appear in `sorted_ref` (sorted uint64)?"""
+    nd = offsets.shape[0] - 1
+    hit = np.zeros(nd, np.bool_)
+    if sorted_ref.shape[0] == 0:
+        return hit
+    B = np.uint64(0x100000001B3)
+    for d in range(nd):
+        for s in range(offsets[d], offsets[d + 1] - n + 1):
+            h = np.uint64(0xCBF29CE484222325)
+            for i in range(s, s + n):
+                h = (h ^ np.uint64(tokens[i])) * B
+            j = np.searchsorted(sorted_ref, h)
+            if j < sorted_ref.shape[0] and sorted_ref[j] == h:
+                hit[d] = True
+                break
+    return hit

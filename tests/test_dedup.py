@@ -122,3 +122,18 @@ def test_explain_and_bad_parameters():
     assert curve[0.5] > 0.8
     with pytest.raises(ValueError):
         MinHashDedup(num_perm=64, bands=12, rows=10)
+
+
+def test_decontamination_against_eval_files_and_val(shared, tmp_path):
+    c4 = [json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")]
+    ev = tmp_path / "eval.jsonl"
+    # an "evaluation set" quoting a passage of 3 training documents
+    ev.write_text("".join(json.dumps({"text": "Question: " + c4[i][100:400]}) + "\n" for i in (3, 50, 120)))
+    r = Recipe.model_validate({
+        "sources": [{"name": "c4", "paths": [str(shared / "general/c4_en/c4_demo.jsonl")]}],
+        "stages": [{"name": "decontaminate", "ngram": 13, "use_val_split": False, "eval_files": [str(ev)]}],
+        "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256}, "split": {"val_ratio": 0.0}})
+    res = build(r, str(tmp_path / "out"))
+    row = next(x for x in res.report["funnel"]["c4"] if x["stage"] == "decontaminate")
+    assert row["drops"] == {"decontaminate:eval_overlap": 3}
+    assert all(c["ok"] for c in res.report["accounting"].values())

@@ -99,3 +99,55 @@ def _shutdown(engine) -> None:
 @app.callback()
 def _main() -> None:
     """Continued pretraining on refinery shards with DeepSpeed."""
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: str = typer.Argument(..., help="a `train run --out` directory (holds checkpoints/)"),
+    out: str = typer.Option(..., "--out", "-o", help="Hugging Face model directory to write"),
+    dtype: str = typer.Option("bf16", "--dtype", help="bf16 | fp16 | fp32"),
+    tag: Optional[str] = typer.Option(None, "--tag", help="checkpoint tag (default: latest)"),
+) -> None:
+    """ZeRO checkpoint → fp32 → fp16/bf16 → Hugging Face directory (LoRA merged), in one step."""
+    from train.export import export
+
+    res = export(run_dir, out, dtype, tag)
+    console.print(f"[green]exported[/] {res['tensors']} tensors as {dtype} to {out}"
+                  + (" (LoRA merged)" if res["lora_merged"] else ""))
+
+
+@app.command("generate")
+def generate_cmd(
+    model: str = typer.Argument(..., help="local Hugging Face model directory"),
+    prompt: str = typer.Option(..., "--prompt", "-p"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    temperature: float = typer.Option(0.8, "--temperature"),
+    top_p: float = typer.Option(0.95, "--top-p"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Continue a prompt (the FAQ's sanity check of a converted model)."""
+    from train.export import generate
+
+    console.print(prompt + "[bold]" + generate(model, prompt, max_new_tokens, temperature, top_p, seed) + "[/]")
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Argument(..., help="local Hugging Face model directory"),
+    shards: str = typer.Option(..., "--shards"),
+    max_rows: int = typer.Option(256, "--max-rows"),
+) -> None:
+    """Perplexity of a model on every val source of a shard directory."""
+    from train.export import perplexity
+
+    res = perplexity(model, shards, max_rows)
+    t = Table(title=f"perplexity on {shards}")
+    for c in ("source", "tokens", "loss", "ppl"):
+        t.add_column(c)
+    for src, r in res.items():
+        t.add_row(src, f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['ppl']:.2f}")
+    console.print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m train.cli`
+    app()

@@ -210,8 +210,9 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
     if "optimizer" not in dsc:
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=lr,
+        groups = [g for g in ({"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}) if g["params"]]  # ZeRO drops empty groups
+        optimizer = torch.optim.AdamW(groups, lr=lr,
                                       betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
                                       fused=device.type == "cuda")
     sched_fn = (lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))

@@ -1,0 +1,91 @@
+"""train → export → load with transformers → generate → continue training from the export;
+the exported model's logits equal the trained engine's (ZeRO 2 and 3)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from train.config import TrainConfig
+from train.trainer import train
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_export_logits_match_engine(small_build, tmp_path, zero):
+    from shards.dataset import ShardDataset
+    from train.data import Loader, RowSource
+    from train.export import export, load
+
+    cfg = TrainConfig(shards=str(small_build[0]), out=str(tmp_path / "run"), model="tiny", micro_batch=4, steps=4,
+                      lr=3e-3, eval_interval=0, eval_rows=4, zero_stage=zero, precision="fp32", tensorboard=False)
+    res = train(cfg, progress=False)
+    engine = res["engine"]
+    ds = ShardDataset(str(small_build[0]))
+    batch = Loader(RowSource(ds, "val"), 2, 0, shuffle=False).load(np.arange(2))
+    engine.eval()
+    with torch.no_grad():
+        want = engine(input_ids=batch.input_ids).logits.float()
+    engine.destroy()
+    export(str(tmp_path / "run"), str(tmp_path / "hf"), "fp32")
+    model, tok = load(str(tmp_path / "hf"))
+    with torch.no_grad():
+        got = model(input_ids=batch.input_ids).logits.float()
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
+    assert tok.bos_token_id == 1 and tok.eos_token_id == 2
+    assert tok("你好").input_ids[0] == 1
+
+
+def test_export_generate_eval_and_continue(small_build, tmp_path):
+    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    cli = [sys.executable, "-m", "train.cli"]
+    r = subprocess.run(cli + ["run", "--shards", str(small_build[0]), "--out", str(tmp_path / "run"), "--model", "tiny",
+                              "--steps", "6", "--micro-batch", "2", "--lr", "3e-3", "--eval-interval", "0",
+                              "--eval-rows", "4", "--precision", "fp32"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(cli + ["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf"), "--dtype", "bf16"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "generation_config.json").exists()
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert m.dtype == torch.bfloat16
+    r = subprocess.run(cli + ["generate", str(tmp_path / "hf"), "--prompt", "第一条", "--max-new-tokens", "8"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("第一条"), r.stderr[-2000:]
+    r = subprocess.run(cli + ["eval", str(tmp_path / "hf"), "--shards", str(small_build[0]), "--max-rows", "8"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "medical" in r.stdout, r.stderr[-2000:]
+    # continue pretraining from the export (round trip)
+    r = subprocess.run(cli + ["run", "--shards", str(small_build[0]), "--out", str(tmp_path / "run2"), "--model",
+                              str(tmp_path / "hf"), "--steps", "2", "--micro-batch", "2", "--eval-interval", "0",
+                              "--eval-rows", "4", "--precision", "fp32"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_lora_training_is_merged_at_export(small_build, tmp_path):
+    from shards.dataset import ShardDataset
+    from train.data import Loader, RowSource
+    from train.export import export, load
+
+    cfg = TrainConfig(shards=str(small_build[0]), out=str(tmp_path / "run"), model="tiny", micro_batch=4, steps=4,
+                      lr=1e-2, eval_interval=0, eval_rows=4, zero_stage=2, precision="fp32", lora_r=4,
+                      tensorboard=False)
+    res = train(cfg, progress=False)
+    engine = res["engine"]
+    ds = ShardDataset(str(small_build[0]))
+    batch = Loader(RowSource(ds, "val"), 2, 0, shuffle=False).load(np.arange(2))
+    engine.eval()
+    with torch.no_grad():
+        want = engine(input_ids=batch.input_ids).logits.float()
+    engine.destroy()
+    info = export(str(tmp_path / "run"), str(tmp_path / "hf"), "fp32")
+    assert info["lora_merged"]
+    model, _ = load(str(tmp_path / "hf"))
+    assert not any("lora" in n for n, _ in model.named_parameters())
+    with torch.no_grad():
+        got = model(input_ids=batch.input_ids).logits.float()
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()

@@ -39,6 +39,10 @@ def run(
     resume: bool = typer.Option(False, "--resume", help="continue exactly from the latest checkpoint in --out"),
     rewarm: bool = typer.Option(False, "--rewarm", help="with --resume: restart the lr schedule (logged)"),
     lora_r: Optional[int] = typer.Option(None, "--lora-r"),
+    train_sources: Optional[list[str]] = typer.Option(None, "--train-source", help="train on these sources only"),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="end this session after N steps"),
+    liger: Optional[bool] = typer.Option(None, "--liger/--no-liger", help="fused liger-kernel ops (GPU)"),
+    warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps"),
     seed: Optional[int] = typer.Option(None, "--seed"),
 ) -> None:
     """Train (or resume) on the shards; logs loss, lr, tokens, tokens/s, MFU and per-source val perplexity."""
@@ -49,7 +53,8 @@ def run(
                 lr=lr, schedule=schedule, warmup_ratio=warmup_ratio, min_lr_ratio=min_lr_ratio,
                 lr_scale_batch=lr_scale_batch, pretrain_max_lr=pretrain_max_lr, zero_stage=zero_stage,
                 offload_optimizer=offload_optimizer, offload_params=offload_params, precision=precision,
-                eval_interval=eval_interval, eval_rows=eval_rows, save_interval=save_interval, lora_r=lora_r, seed=seed)
+                eval_interval=eval_interval, eval_rows=eval_rows, save_interval=save_interval, lora_r=lora_r, seed=seed,
+                train_sources=train_sources or None, stop_after=stop_after, liger=liger, warmup_steps=warmup_steps)
     if resume:
         over["resume"] = True
     if rewarm:

@@ -39,7 +39,10 @@ def test_export_logits_match_engine(small_build, tmp_path, zero):
 
 
 def test_export_generate_eval_and_continue(small_build, tmp_path):
-    env = dict(os.environ, DS_ACCELERATOR="cpu")
+    # a clean environment: in-process training in this pytest process set RANK/MASTER_PORT
+    dist = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"}
+    env = {k: v for k, v in os.environ.items() if k not in dist}
+    env["DS_ACCELERATOR"] = "cpu"
     cli = [sys.executable, "-m", "train.cli"]
     r = subprocess.run(cli + ["run", "--shards", str(small_build[0]), "--out", str(tmp_path / "run"), "--model", "tiny",
                               "--steps", "6", "--micro-batch", "2", "--lr", "3e-3", "--eval-interval", "0",

@@ -36,6 +36,7 @@ from .readers import FileReader
 from .recipe import Recipe, SourceConfig, expand_paths
 from .stages import Chain, StageStats, build_stage, exact_hash
 from .tokenizer import load_tokenizer
+from shards.format import DiskFullError, writing  # noqa: F401  (DiskFullError is re-exported)
 
 SPLITS = ("train", "val")
 
@@ -155,8 +156,9 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
 
 
 def _atomic_write(path: str, text: str) -> None:
+    """Write under .tmp, fsync, rename: a reader sees the old file or the whole new one."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with writing(tmp), open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -165,7 +167,7 @@ def _atomic_write(path: str, text: str) -> None:
 
 def _atomic_np(path: str, writer: Callable[[Any], None]) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with writing(tmp), open(tmp, "wb") as f:
         writer(f)
         f.flush()
         os.fsync(f.fileno())

@@ -38,7 +38,7 @@ def build(
     restart: bool = typer.Option(False, "--restart", help="discard an interrupted build in --out"),
 ) -> None:
     """Build shards from a recipe, from --input paths, or (neither) from the built-in demo corpus."""
-    from corpus.build import BuildError, build as run_build, quick_recipe
+    from corpus.build import BuildError, DiskFullError, build as run_build, quick_recipe
     from corpus.demo import demo_recipe
     from corpus.readers import ReadError
     from corpus.recipe import Recipe
@@ -81,7 +81,7 @@ def build(
 
         try:
             res = run_build(r, str(out), LocalExecutor(r.workers), restart=restart, on_unit=on_unit, on_plan=on_plan)
-        except (BuildError, ReadError, FileNotFoundError) as e:
+        except (BuildError, ReadError, FileNotFoundError, DiskFullError) as e:
             console.print(f"[red]build failed:[/] {e}")
             raise typer.Exit(2)
     _summary(res.manifest, res.report)

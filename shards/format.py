@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,6 +39,28 @@ DTYPE_CODES = {np.dtype(np.uint8): 1, np.dtype(np.int8): 2, np.dtype(np.int16): 
                np.dtype(np.uint16): 8}
 CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 FLAG_CONTINUES = 1  # row_flags bit 0: the row's first segment continues the previous row's document
+
+
+class DiskFullError(Exception):
+    """The disk (or the file-size limit) ran out while writing; names the file. Only `.tmp`
+    files can be left behind, and a rerun of the same build resumes once space is freed."""
+
+
+_FULL = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
+
+
+@contextmanager
+def writing(path: str):
+    """Turn out-of-space errors inside the block into a DiskFullError naming `path`."""
+    try:
+        yield
+    except OSError as e:
+        short_write = e.errno is None and "written" in str(e)  # numpy's tofile reports a short fwrite so
+        if e.errno in _FULL or short_write:
+            why = os.strerror(e.errno) if e.errno else str(e)
+            raise DiskFullError(f"out of disk space while writing {path} ({why}); "
+                                "free space and rerun the same command to resume") from None
+        raise
 
 
 class ShardFormatError(Exception):
@@ -148,9 +171,10 @@ class Boundaries:
 
 
 def read_bnd(path: str) -> Boundaries:
+    size = os.path.getsize(path)
+    if size < BND_HEADER_SIZE:
+        raise ShardFormatError(f"{path}: offset {size}: header truncated")
     mm = np.memmap(path, dtype=np.uint8, mode="r")
-    if len(mm) < BND_HEADER_SIZE:
-        raise ShardFormatError(f"{path}: offset {len(mm)}: header truncated")
     magic, version, seq_len, n_rows, n_seg, _ = _BND_HEADER.unpack(bytes(mm[:BND_HEADER_SIZE]))
     if magic != BND_MAGIC:
         raise ShardFormatError(f"{path}: offset 0: bad magic {magic!r}")
@@ -239,7 +263,8 @@ class ShardWriter:
             take = min(n - i, self.rows_per_shard - self._n)
             blk = np.ascontiguousarray(rows[i: i + take], dtype=self.dtype.newbyteorder("<"))
             b = blk.tobytes()
-            self._f.write(b)
+            with writing(self._bin_tmp):
+                self._f.write(b)
             self._sha.update(b)
             self._blocks.update(b)
             self._valid.append(row_valid[i: i + take])
@@ -256,9 +281,10 @@ class ShardWriter:
                 self._open()
 
     def _close(self) -> dict[str, Any] | None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
+        with writing(self._bin_tmp):
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
         if self._n == 0:
             os.remove(self._bin_tmp)
             return None
@@ -267,9 +293,11 @@ class ShardWriter:
         flags = np.concatenate(self._flags)
         seg_ptr = np.concatenate([[0], np.cumsum(np.concatenate(self._seg_len))]).astype(np.int64)
         seg = np.concatenate(self._seg) if self._seg else np.zeros(0, np.int32)
-        write_idx(base + ".idx.tmp", self._n, self.seq_len, self.dtype)
-        write_bnd(base + ".bnd.tmp", self.seq_len, valid, flags,
-                  np.full(self._n, self.source_index, np.uint16), seg_ptr, seg)
+        with writing(base + ".idx.tmp"):
+            write_idx(base + ".idx.tmp", self._n, self.seq_len, self.dtype)
+        with writing(base + ".bnd.tmp"):
+            write_bnd(base + ".bnd.tmp", self.seq_len, valid, flags,
+                      np.full(self._n, self.source_index, np.uint16), seg_ptr, seg)
         for ext in (".idx", ".bnd", ".bin"):  # .bin last: its presence implies the others
             _fsync_rename(base + ext + ".tmp", base + ext)
         entry = {"name": self._name, "rows": self._n, "tokens": self._tokens,

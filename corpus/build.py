@@ -111,6 +111,8 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     ids: list[str] = []
     texts: list[str] = []
     docs_in = chars_in = 0
+    len_in: list[int] = []
+    langs: Counter = Counter()
     for item in reader:
         if isinstance(item, BadUnit):
             bad_counts[item.reason] += 1
@@ -119,10 +121,13 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
             continue
         docs_in += 1
         chars_in += len(item.text)
+        len_in.append(len(item.text))
         doc = chain(item)
         if doc is not None:
             ids.append(doc.id)
             texts.append(doc.text)
+            if "language" in doc.metadata:
+                langs[doc.metadata["language"]] += 1
     # tokenize in batches
     arrays: list[np.ndarray] = []
     bs = recipe.tokenizer.batch_size
@@ -150,9 +155,20 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     summary = {"unit": asdict(unit), "records": reader.records, "docs_in": docs_in, "chars_in": chars_in,
                "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
                "stages": {k: v.as_dict() for k, v in chain.stats.items()}, "samples": chain.samples,
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(time.perf_counter() - t0, 3),
+               "hist_chars_in": length_histogram(np.array(len_in)), "hist_chars_out": length_histogram(chars),
+               "hist_tokens": length_histogram(lens), "languages": dict(langs)}
     _atomic_write(base + ".json", json.dumps(summary, ensure_ascii=False))
     return summary
+
+
+LENGTH_BINS = [0] + [2**k for k in range(3, 25)]  # log2 bins: <8, 8-16, ..., 8M-16M
+
+
+def length_histogram(x: np.ndarray) -> list[int]:
+    """Counts per LENGTH_BINS bin (the last bin is open-ended)."""
+    edges = np.array(LENGTH_BINS[1:])
+    return np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(LENGTH_BINS)).tolist()
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -492,7 +508,19 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     bad_counts: Counter = Counter()
     for sm in summaries:
         bad_counts.update(sm["bad_counts"])
-    report = {"recipe_sha256": recipe.fingerprint(), "units": len(units),
+    per_src_hist: dict[str, dict[str, Any]] = {}
+    for sm in summaries:
+        h = per_src_hist.setdefault(sm["unit"]["source"], {"chars_in": np.zeros(len(LENGTH_BINS), np.int64),
+                                                             "chars_out": np.zeros(len(LENGTH_BINS), np.int64),
+                                                             "tokens": np.zeros(len(LENGTH_BINS), np.int64),
+                                                             "languages": Counter()})
+        for k in ("chars_in", "chars_out", "tokens"):
+            h[k] += np.array(sm.get(f"hist_{k}", [0] * len(LENGTH_BINS)))
+        h["languages"].update(sm.get("languages", {}))
+    histograms = {s: {k: (v.tolist() if isinstance(v, np.ndarray) else dict(v)) for k, v in h.items()}
+                  for s, h in per_src_hist.items()}
+    report = {"recipe_sha256": recipe.fingerprint(), "units": len(units), "length_bins": LENGTH_BINS,
+              "histograms": histograms,
               "records_read": sum(sm["records"] for sm in summaries),
               "documents_in": sum(sm["docs_in"] for sm in summaries),
               "documents_written": int(sum(p["train"]["unique_docs"] + p["val"]["unique_docs"]

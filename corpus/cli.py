@@ -114,11 +114,17 @@ def stats(
     json_out: bool = typer.Option(False, "--json", help="print JSON for machines"),
     sample: int = typer.Option(0, "--sample", help="decode N random rows with document boundaries"),
     seed: int = typer.Option(0, "--seed"),
+    report: Optional[Path] = typer.Option(None, "--report", help="write a self-contained HTML report here"),
 ) -> None:
-    """What was built and what every stage removed (the funnel)."""
+    """What was built and what every stage removed (the funnel); two dirs are compared."""
     from shards.stats import collect, sample_rows
 
     data = [collect(str(d)) for d in dirs]
+    if report:
+        from shards.report import make_report
+
+        make_report(str(dirs[0]), str(report))
+        console.print(f"report written to {report}")
     if sample:
         for d, x in zip(dirs, data):
             x["samples"] = sample_rows(str(d), sample, seed)
@@ -127,6 +133,30 @@ def stats(
         return
     for d, x in zip(dirs, data):
         _print_stats(x)
+    if len(data) == 2:
+        _compare(data[0], data[1])
+
+
+def _compare(a: dict, b: dict) -> None:
+    t = Table(title=f"A = {a['root']}  vs  B = {b['root']}  (train)")
+    for c in ("source", "docs A", "docs B", "tokens A", "tokens B", "Δ tokens %"):
+        t.add_column(c)
+    ra = {r["source"]: r for r in a["splits"]["train"]}
+    rb = {r["source"]: r for r in b["splits"]["train"]}
+    for s in sorted(set(ra) | set(rb)):
+        x, y = ra.get(s, {}), rb.get(s, {})
+        ta, tb = x.get("tokens", 0), y.get("tokens", 0)
+        t.add_row(s, _fmt(x.get("unique_docs")), _fmt(y.get("unique_docs")), _fmt(ta), _fmt(tb),
+                  f"{100 * (tb - ta) / ta:+.1f}" if ta else "-")
+    console.print(t)
+    fa = {(s, r["stage"]): r for s, rows in a["funnel"].items() for r in rows}
+    fb = {(s, r["stage"]): r for s, rows in b["funnel"].items() for r in rows}
+    t = Table(title="funnel: documents out of each stage, A vs B")
+    for c in ("source", "stage", "A", "B"):
+        t.add_column(c)
+    for k in sorted(set(fa) | set(fb)):
+        t.add_row(k[0], k[1], _fmt(fa.get(k, {}).get("docs_out")), _fmt(fb.get(k, {}).get("docs_out")))
+    console.print(t)
 
 
 def _print_stats(x: dict) -> None:

@@ -1,0 +1,213 @@
+"""`corpus stats DIR --report report.html`: one self-contained HTML file (matplotlib plots
+embedded as PNG data URIs, no external assets) showing what a build holds and what every stage
+removed, with samples of what was removed and why."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from .dataset import ShardDataset
+from .stats import collect, sample_rows
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(rows: list[list[Any]], head: list[str]) -> str:
+    h = "".join(f"<th>{html.escape(str(c))}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _funnel_plot(funnel: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    n = len(funnel)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.2 + 0.45 * max(len(v) for v in funnel.values()) * n), squeeze=False)
+    for ax, (src, stages) in zip(axes[:, 0], funnel.items()):
+        names = [s["stage"] for s in stages]
+        outs = [s["docs_out"] for s in stages]
+        ax.barh(names[::-1], outs[::-1], color="#4c78a8")
+        for i, v in enumerate(outs[::-1]):
+            ax.text(v, i, f" {v:,}", va="center", fontsize=8)
+        ax.set_title(f"{src}: documents remaining after each stage", fontsize=10)
+        ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _hist_plot(report: dict) -> str:
+    import matplotlib.pyplot as plt
+
+    hists, bins = report.get("histograms", {}), report.get("length_bins", [])
+    if not hists:
+        return "<p>no length histograms in this build report</p>"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    x = np.arange(len(bins))
+    for src, h in hists.items():
+        axes[0].step(x, h["chars_in"], where="mid", label=f"{src} before cleaning")
+        axes[0].step(x, h["chars_out"], where="mid", linestyle="--", label=f"{src} after")
+        axes[1].step(x, h["tokens"], where="mid", label=src)
+    labels = [f"{b:,}" if b < 10**6 else f"{b // 10**6}M" for b in bins]
+    for ax, t in zip(axes, ("document length, characters", "document length, tokens (kept documents)")):
+        ax.set_xticks(x[::3], labels[::3], fontsize=7, rotation=45)
+        ax.set_title(t, fontsize=10)
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _bar(labels: list[str], values: list[float], title: str, xlabel: str = "") -> str:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.3 * len(labels)))
+    ax.barh(labels[::-1], values[::-1], color="#f58518")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.tick_params(labelsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _marked_row(text: str) -> str:
+    t = html.escape(text)
+    return (t.replace("⟦doc⟧", '<span class="b doc">⟦doc⟧</span>').replace("⟦cont⟧", '<span class="b cont">⟦cont⟧</span>')
+            .replace("⟦pad", '<span class="b pad">⟦pad').replace("⟧", "⟧</span>") if "⟦pad" in t else
+            t.replace("⟦doc⟧", '<span class="b doc">⟦doc⟧</span>').replace("⟦cont⟧", '<span class="b cont">⟦cont⟧</span>'))
+
+
+def _rejected(root: str, per_reason: int = 3) -> str:
+    d = os.path.join(root, "rejected")
+    if not os.path.isdir(d):
+        return "<p>no rejected samples (no stage dropped anything)</p>"
+    out = []
+    for f in sorted(os.listdir(d)):
+        rows = [json.loads(l) for l in open(os.path.join(d, f), encoding="utf-8")][:per_reason]
+        out.append(f"<h3>{html.escape(f[:-6].replace('__', ':'))}</h3>")
+        for r in rows:
+            bad = set(r.get("lines") or [])
+            lines = r["text"].split("\n")[:80]
+            body = "\n".join(f"<mark>{html.escape(l)}</mark>" if i in bad else html.escape(l) for i, l in enumerate(lines))
+            out.append(f'<div class="sample"><div class="meta">{html.escape(r["id"])} — {html.escape(r.get("detail", ""))}'
+                       f'</div><pre>{body}</pre></div>')
+    return "".join(out)
+
+
+def top_tokens(root: str, k: int = 30, max_rows: int = 4096) -> list[tuple[int, str, int]]:
+    """Most frequent token ids over (a sample of) the train rows, excluding padding."""
+    from corpus.tokenizer import Tokenizer
+
+    ds = ShardDataset(root)
+    counts = np.zeros(ds.tokenizer["vocab_size"], np.int64)
+    left = max_rows
+    for sh in ds.shards("train"):
+        n = min(left, len(sh))
+        for r in range(n):
+            v = int(sh.bounds.row_valid[r])
+            counts += np.bincount(np.asarray(sh.tokens[r, :v]), minlength=len(counts))[: len(counts)]
+        left -= n
+        if left <= 0:
+            break
+    tok = Tokenizer(ds.manifest["recipe"]["tokenizer"]["path"])
+    top = np.argsort(-counts)[:k]
+    return [(int(i), tok.piece(int(i)), int(counts[i])) for i in top if counts[i]]
+
+
+def make_report(root: str, out_html: str, samples: int = 5) -> str:
+    """Write the HTML report of a build directory; returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    st = collect(root)
+    rp = os.path.join(root, "build_report.json")
+    report = json.load(open(rp, encoding="utf-8")) if os.path.exists(rp) else {}
+    parts: list[str] = [f"<h1>refinery build report</h1><p><code>{html.escape(os.path.abspath(root))}</code> — "
+                        f"seq_len {st['seq_len']}, {st['dtype']}, tokenizer {html.escape(st['tokenizer']['file'])} "
+                        f"(vocab {st['tokenizer']['vocab_size']:,}), documents in {st['documents_in']:,} → "
+                        f"written {st['documents_written']:,}</p>"]
+    for split, rows in st["splits"].items():
+        parts.append(f"<h2>{split}</h2>" + _table(
+            [[r["source"], r["kind"], f"{r['unique_docs']:,}", f"{r['tokens']:,}", f"{r['rows']:,}", f"{r['pad_pct']:.2f}",
+              "-" if r["target_share"] is None else f"{r['target_share']:.3f}",
+              "-" if r["realised_share"] is None else f"{r['realised_share']:.3f}"] for r in rows],
+            ["source", "kind", "docs", "tokens", "rows", "pad %", "target share", "realised share"]))
+    parts.append("<h2>Funnel</h2>" + _funnel_plot(st["funnel"]))
+    drops = [[src, s["stage"], reason, f"{n:,}"] for src, stages in st["funnel"].items() for s in stages
+             for reason, n in s.get("drops", {}).items()]
+    parts.append(_table(drops, ["source", "stage", "reason", "documents"]) if drops else "<p>nothing dropped</p>")
+    parts.append("<h2>Document lengths</h2>" + _hist_plot(report))
+    langs: dict[str, int] = {}
+    for h in report.get("histograms", {}).values():
+        for k, v in h.get("languages", {}).items():
+            langs[k] = langs.get(k, 0) + v
+    if langs:
+        top = sorted(langs.items(), key=lambda x: -x[1])[:15]
+        parts.append("<h2>Languages (kept documents)</h2>" + _bar([k for k, _ in top], [v for _, v in top],
+                                                                   "documents per fastText language"))
+    cpath = os.path.join(root, "dedup_clusters.jsonl")
+    if os.path.exists(cpath):
+        sizes: dict[str, int] = {}
+        for l in open(cpath, encoding="utf-8"):
+            c = json.loads(l)["cluster"]
+            sizes[c] = sizes.get(c, 0) + 1
+        hist: dict[int, int] = {}
+        for v in sizes.values():
+            hist[v] = hist.get(v, 0) + 1
+        ks = sorted(hist)
+        parts.append("<h2>Near-duplicate clusters</h2>" + _bar([f"size {k}" for k in ks], [hist[k] for k in ks],
+                                                               "clusters by size (MinHash LSH)", "clusters"))
+    waste = [(f"{r['source']} / {split}", r["pad_pct"]) for split, rows in st["splits"].items() for r in rows if r["rows"]]
+    mode = ShardDataset(root).manifest["packing"]["mode"]
+    parts.append("<h2>Packing waste</h2>" + _bar([w[0] for w in waste], [w[1] for w in waste],
+                                                  f"padding tokens, % of rows (mode: {mode})", "%"))
+    tt = top_tokens(root)
+    parts.append("<h2>Most frequent tokens (train)</h2>" + _table([[i, p, f"{c:,}"] for i, p, c in tt],
+                                                                  ["id", "piece", "count"]))
+    parts.append("<h2>Random rows, decoded</h2><p>⟦doc⟧ a document starts, ⟦cont⟧ the row continues a document, "
+                 "⟦pad×k⟧ padding</p>")
+    for s in sample_rows(root, samples, seed=0):
+        parts.append(f'<div class="sample"><div class="meta">{html.escape(s["shard"])} row {s["row"]}, '
+                     f'{s["segments"]} segments</div><pre>{_marked_row(s["text"][:3000])}</pre></div>')
+    parts.append("<h2>Rejected samples (offending lines marked)</h2>" + _rejected(root))
+    bad = st.get("bad_units", [])
+    if bad:
+        parts.append("<h2>Unreadable units</h2>" + _table([[b["file"], b["line"], b["offset"], b["reason"], b["detail"]]
+                                                            for b in bad], ["file", "line", "offset", "reason", "detail"]))
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>refinery report</title>
+<script>
+window.__errors = [];
+window.addEventListener('error', function (e) {{ window.__errors.push(String(e.message || e.type)); }}, true);
+window.addEventListener('load', function () {{
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.every(function (i) {{ return i.complete && i.naturalWidth > 0; }});
+  document.body.setAttribute('data-images', String(imgs.length));
+  document.body.setAttribute('data-images-ok', String(ok));
+  document.body.setAttribute('data-errors', String(window.__errors.length));
+}});
+</script>
+<style>
+body {{ font-family: sans-serif; margin: 24px; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; margin: 8px 0 16px; font-size: 13px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+pre {{ white-space: pre-wrap; background: #f7f7f7; padding: 8px; font-size: 12px; max-height: 360px; overflow: auto; }}
+mark {{ background: #ffd54f; }} .b {{ font-weight: bold; }} .doc {{ color: #2e7d32; }} .cont {{ color: #1565c0; }}
+.pad {{ color: #999; }} .meta {{ font-size: 12px; color: #555; }} img {{ max-width: 100%; }}
+</style></head><body>{''.join(parts)}</body></html>"""
+    with open(out_html, "w", encoding="utf-8") as f:
+        f.write(doc)
+    return out_html

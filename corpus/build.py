@@ -276,7 +276,7 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         run_all(executor, process_unit, [(rj, u, work) for u in todo], on_unit)
         summaries = [json.load(open(os.path.join(work, "units", u.key + ".json"), encoding="utf-8"))
                      for u in units]
-        manifest, report = _assemble(recipe, out, work, units, summaries)
+        manifest, report = _assemble(recipe, out, work, units, summaries, executor)
         report["seconds"] = round(time.time() - t0, 2)
         report["resumed_units"] = len(units) - len(todo)
         _atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
@@ -307,9 +307,9 @@ def _describe_state_diff(old: dict, new: dict) -> str:
 # global stages, mixing, packing, manifest
 
 
-def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries: list[dict]) -> tuple[dict, dict]:
-    from kernels.pack import make_packer
-    from shards.format import ShardWriter, token_dtype
+def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries: list[dict],
+              executor: Executor | None = None) -> tuple[dict, dict]:
+    from shards.format import token_dtype
 
     tok = load_tokenizer(recipe.tokenizer.path)
     dtype = token_dtype(tok.vocab_size) if recipe.output.dtype == "auto" else np.dtype(recipe.output.dtype)
@@ -365,7 +365,8 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
                 a += len(part)
             sig.flush()
         rep, near = cluster_bands(bands, keep.copy(), kinds[src_of], None if sig is None else [sig],
-                                  mh.p.verify_threshold)
+                                  mh.p.verify_threshold, executor=executor or LocalExecutor(1), work=work,
+                                  unit_keys=[u.key for u in units])
         keep &= ~near
         near_drops = np.bincount(src_of[near], minlength=S)
         members = np.flatnonzero(rep >= 0)
@@ -421,44 +422,29 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         d = os.path.join(out, sp)
         if os.path.isdir(d):
             shutil.rmtree(d)
-    token_files: dict[int, np.ndarray] = {}
-
-    def tokens_of(u: int) -> np.ndarray:
-        if u not in token_files:
-            token_files[u] = np.load(os.path.join(work, "units", units[u].key + ".tok.npy"), mmap_mode="r")
-        return token_files[u]
-
     shard_entries: dict[str, list[dict]] = {sp: [] for sp in SPLITS}
     per_source: dict[str, dict[str, Any]] = {}
     bos = tok.bos_id if recipe.tokenizer.add_bos else -1
     eos = tok.eos_id if recipe.tokenizer.add_eos else -1
     pad = tok.pad_id if tok.pad_id >= 0 else tok.eos_id
     L = recipe.packing.seq_len
+    # one task per (source, split) stream: independent, so an executor may run them anywhere
+    streams = []
+    for s, src in enumerate(recipe.sources):
+        for sp in SPLITS:
+            order = selection[s] if sp == "train" else np.flatnonzero((src_of == s) & (split == 1) & keep)
+            streams.append({"source": src.name, "source_index": s, "split": sp, "out": out, "work": work,
+                            "unit_keys": [u.key for u in units], "unit_of": unit_of[order], "local": local[order],
+                            "mode": recipe.packing.mode, "tail": recipe.packing.tail, "seq_len": L, "bos": bos,
+                            "eos": eos, "pad": pad, "dtype": np.dtype(dtype).name,
+                            "rows_per_shard": recipe.output.rows_per_shard})
+    packed = {(r["source"], r["split"]): r for r in (executor or LocalExecutor(1)).map(pack_stream, streams)}
     for s, src in enumerate(recipe.sources):
         per_source[src.name] = {"kind": src.kind, "index": s}
-        for si, sp in enumerate(SPLITS):
+        for sp in SPLITS:
+            r = packed[(src.name, sp)]
             order = selection[s] if sp == "train" else np.flatnonzero((src_of == s) & (split == 1) & keep)
-            packer = make_packer(recipe.packing.mode, L, bos, eos, pad, dtype, recipe.packing.tail)
-            writer = ShardWriter(os.path.join(out, sp), src.name, L, dtype, recipe.output.rows_per_shard, s)
-            n_rows = 0
-            for a in range(0, len(order), 4096):
-                batch = order[a: a + 4096]
-                pieces = []
-                for g in batch:
-                    offs = docs[unit_of[g]]["offsets"]
-                    pieces.append(tokens_of(int(unit_of[g]))[offs[local[g]]: offs[local[g] + 1]])
-                lens = np.array([len(p) for p in pieces], np.int64)
-                offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
-                flat = np.concatenate(pieces) if pieces else np.zeros(0, dtype)
-                rows = packer.add(flat, offsets)
-                writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
-                n_rows += len(rows)
-            rows = packer.finish()
-            writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
-            entries = writer.close()
-            for e in entries:
-                e["name"] = f"{sp}/{e['name']}"
-                e["source"] = src.name
+            entries = r["entries"]
             shard_entries[sp].extend(entries)
             dl = ntok[order] if len(order) else np.zeros(0, np.int64)
             per_source[src.name][sp] = {
@@ -466,9 +452,9 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
                 "doc_tokens": int(dl.sum()), "tokens": int(sum(e["tokens"] for e in entries)),
                 "rows": int(sum(e["rows"] for e in entries)),
                 "pad_tokens": int(sum(e["pad_tokens"] for e in entries)),
-                "tail_dropped_tokens": packer.dropped_tail_tokens,
+                "tail_dropped_tokens": r["tail_dropped_tokens"],
                 "row_continuations": int(sum(e["segments"] - e["doc_starts"] for e in entries)),
-                "docs_split_across_rows": packer.docs_split, "truncated_tokens": 0,
+                "docs_split_across_rows": r["docs_split"], "truncated_tokens": 0,
                 "doc_token_percentiles": _pct(dl),
             }
         tr = per_source[src.name]["train"]
@@ -533,6 +519,36 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     if not all(c["ok"] for c in checks.values()):
         raise BuildError(f"accounting check failed: {checks}")
     return manifest, report
+
+
+def pack_stream(task: dict[str, Any]) -> dict[str, Any]:
+    """Pack one (source, split) stream of documents into shards (a task: runs in any process)."""
+    from kernels.pack import make_packer
+    from shards.format import ShardWriter
+
+    work, keys = task["work"], task["unit_keys"]
+    offsets = {u: np.load(os.path.join(work, "units", keys[u] + ".docs.npz"))["offsets"] for u in np.unique(task["unit_of"])}
+    tokens = {u: np.load(os.path.join(work, "units", keys[u] + ".tok.npy"), mmap_mode="r") for u in offsets}
+    dtype = np.dtype(task["dtype"])
+    L, sp = task["seq_len"], task["split"]
+    packer = make_packer(task["mode"], L, task["bos"], task["eos"], task["pad"], dtype, task["tail"])
+    writer = ShardWriter(os.path.join(task["out"], sp), task["source"], L, dtype, task["rows_per_shard"],
+                         task["source_index"])
+    uo, lo = task["unit_of"], task["local"]
+    for a in range(0, len(uo), 4096):
+        pieces = [tokens[u][offsets[u][i]: offsets[u][i + 1]] for u, i in zip(uo[a: a + 4096], lo[a: a + 4096])]
+        lens = np.array([len(p) for p in pieces], np.int64)
+        offs = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        rows = packer.add(np.concatenate(pieces) if pieces else np.zeros(0, dtype), offs)
+        writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
+    rows = packer.finish()
+    writer.write(rows.rows, rows.row_valid, rows.row_flags, rows.seg_ptr, rows.seg_start)
+    entries = writer.close()
+    for e in entries:
+        e["name"] = f"{sp}/{e['name']}"
+        e["source"] = task["source"]
+    return {"source": task["source"], "split": sp, "entries": entries, "tail_dropped_tokens": packer.dropped_tail_tokens,
+            "docs_split": packer.docs_split}
 
 
 def _decontaminate(params: dict, recipe: Recipe, tok: Any, docs: list, units: list[Unit], work: str,

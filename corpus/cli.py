@@ -36,6 +36,8 @@ def build(
     seed: Optional[int] = typer.Option(None, "--seed"),
     strict: bool = typer.Option(False, "--strict", help="the first unreadable unit is fatal"),
     restart: bool = typer.Option(False, "--restart", help="discard an interrupted build in --out"),
+    executor: str = typer.Option("local", "--executor", help="local | ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT"),
 ) -> None:
     """Build shards from a recipe, from --input paths, or (neither) from the built-in demo corpus."""
     from corpus.build import BuildError, DiskFullError, build as run_build, quick_recipe
@@ -65,7 +67,7 @@ def build(
         if strict:
             d["limits"]["strict"] = True
         r = Recipe.model_validate(d)
-    from corpus.executor import LocalExecutor
+    from corpus.executor import make_executor
 
     with Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as prog:
@@ -80,7 +82,8 @@ def build(
             prog.advance(task)
 
         try:
-            res = run_build(r, str(out), LocalExecutor(r.workers), restart=restart, on_unit=on_unit, on_plan=on_plan)
+            ex = make_executor(executor, r.workers, address)
+            res = run_build(r, str(out), ex, restart=restart, on_unit=on_unit, on_plan=on_plan)
         except (BuildError, ReadError, FileNotFoundError, DiskFullError) as e:
             console.print(f"[red]build failed:[/] {e}")
             raise typer.Exit(2)

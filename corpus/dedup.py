@@ -70,8 +70,24 @@ class Decontaminate(Stage):
         eval_files: list[str] = []
 
 
+def band_edges_task(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """One band of a build's MinHash LSH, as a task: load the band column from the units' files,
+    sort it, return the verified candidate edges (indices into the masked document list)."""
+    from kernels.minhash import band_edges
+
+    work, j = task["work"], task["band"]
+    idx = np.load(os.path.join(work, "minhash_idx.npy"))
+    col = np.concatenate([np.load(os.path.join(work, "units", k + ".bands.npy"), mmap_mode="r")[:, j]
+                          for k in task["unit_keys"]])[idx]
+    order = np.argsort(col, kind="stable")
+    thr = task["verify"]
+    sig = np.load(os.path.join(work, "signatures.npy"), mmap_mode="r") if thr > 0 else np.zeros((1, 1), np.uint32)
+    return band_edges(col, order, sig, idx if thr > 0 else np.zeros(len(idx), np.int64), thr)
+
+
 def cluster_bands(band_arrays: list[np.ndarray], mask: np.ndarray, priority: np.ndarray | None,
-                  sig_arrays: list[np.ndarray] | None = None, verify_threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                  sig_arrays: list[np.ndarray] | None = None, verify_threshold: float = 0.0, executor: Any = None,
+                  work: str | None = None, unit_keys: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Clusters over the documents where `mask` is True (others are left alone).
     Returns (representative global index per document or -1, near-duplicate drop mask)."""
     idx = np.flatnonzero(mask)
@@ -81,6 +97,20 @@ def cluster_bands(band_arrays: list[np.ndarray], mask: np.ndarray, priority: np.
     if n == 0:
         return rep_all, drop
     bands = band_arrays[0].shape[1] if band_arrays else 0
+    if executor is not None and work is not None and unit_keys is not None:
+        # partitioned by band: each band's sort-and-group is an independent task (local processes
+        # or Ray); the driver only unions the returned edges
+        from kernels.minhash import representatives, union_edges
+
+        np.save(os.path.join(work, "minhash_idx.npy"), idx)
+        tasks = [{"work": work, "band": j, "verify": verify_threshold, "unit_keys": unit_keys} for j in range(bands)]
+        parent = np.arange(n, dtype=np.int64)
+        for ea, eb in executor.map(band_edges_task, tasks):
+            union_edges(parent, ea, eb)
+        rep, keep = representatives(parent, None if priority is None else priority[idx])
+        rep_all[idx] = idx[rep]
+        drop[idx[~keep]] = True
+        return rep_all, drop
 
     def columns():
         for j in range(bands):

@@ -42,3 +42,51 @@ def run_all(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any],
         if on_done:
             on_done(r)
     return out
+
+
+class RayExecutor:
+    """Runs the same tasks as Ray tasks: on a local Ray instance (`address=None`, e.g. in CI) or
+    an existing cluster (`address="auto"` on a cluster node, or `ray://HOST:PORT`).
+
+    Parallelism is bounded (`max_in_flight` tasks submitted at a time); a task whose worker dies
+    (killed, OOM, node lost) is retried up to `max_retries` times by Ray, and so is one that
+    raised an OSError (a flaky filesystem). Results are yielded as tasks finish; the build
+    assembles them in plan order, so the output does not depend on scheduling.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = 3,
+                 max_in_flight: int | None = None):
+        import ray
+
+        if not ray.is_initialized():
+            kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            if address:
+                ray.init(address=address, **kw)
+            else:
+                ray.init(num_cpus=num_cpus, **kw)
+        self.max_retries = max_retries
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.max_in_flight = max_in_flight or 2 * max(1, cpus)
+
+    def map(self, fn: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
+        import ray
+
+        remote = ray.remote(fn).options(max_retries=self.max_retries, retry_exceptions=[OSError])
+        pending: list[Any] = []
+        for it in items:
+            while len(pending) >= self.max_in_flight:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield ray.get(done[0])
+            pending.append(remote.remote(it))
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+
+
+def make_executor(kind: str, workers: int = 1, address: str | None = None) -> Executor:
+    """`local` (worker processes) or `ray` (local instance, or the cluster at `address`)."""
+    if kind == "local":
+        return LocalExecutor(workers)
+    if kind == "ray":
+        return RayExecutor(address=address, num_cpus=None if address else workers)
+    raise ValueError(f"unknown executor {kind!r} (local | ray)")

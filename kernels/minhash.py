@@ -277,3 +277,60 @@ def docs_hitting(tokens, offsets, n, sorted_ref):
                 hit[d] = True
                 break
     return hit
+
+
+@nb.njit(cache=True)
+def band_edges(col, order, sig, sig_rows, thr):
+    """Candidate edges of one band column: (first member of each run of equal hashes, member),
+    kept only when their signatures agree on >= thr of the permutations (thr 0: all).
+    `sig_rows[i]` is document i's row in `sig`."""
+    n = order.shape[0]
+    ea = np.empty(n, np.int64)
+    eb = np.empty(n, np.int64)
+    k = 0
+    verify = thr > 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and col[order[j]] == col[order[i]]:
+            j += 1
+        for m in range(i + 1, j):
+            x, y = order[i], order[m]
+            if verify:
+                same = 0
+                for p in range(sig.shape[1]):
+                    if sig[sig_rows[x], p] == sig[sig_rows[y], p]:
+                        same += 1
+                if same < thr * sig.shape[1]:
+                    continue
+            ea[k] = x
+            eb[k] = y
+            k += 1
+        i = j
+    return ea[:k], eb[:k]
+
+
+@nb.njit(cache=True)
+def union_edges(parent, ea, eb):
+    for t in range(ea.shape[0]):
+        ra = _find(parent, ea[t])
+        rb = _find(parent, eb[t])
+        if ra != rb:
+            if rb < ra:
+                parent[ra] = rb
+            else:
+                parent[rb] = ra
+
+
+def representatives(parent: np.ndarray, priority: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(representative per document, keep mask) from a union-find forest (roots are minimal indices)."""
+    n = len(parent)
+    root = roots(parent)
+    if priority is None:
+        rep = root
+    else:
+        key = priority.astype(np.int64) * n + np.arange(n)
+        best = np.full(n, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(best, root, key)
+        rep = best[root] % n
+    return rep, rep == np.arange(n)

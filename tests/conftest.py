@@ -37,3 +37,17 @@ def small_build(shared, tmp_path_factory):
     })
     res = build(recipe, str(out))
     return out, recipe, res
+
+
+def build_files(out) -> dict:
+    """Every file of a build directory except the intermediate .work/, the lock and the build
+    report (which holds timings): what must be byte-identical between equivalent builds."""
+    res = {}
+    for root, _, files in os.walk(out):
+        if ".work" in root:
+            continue
+        for f in files:
+            if f not in ("build_report.json", ".lock"):
+                p = os.path.join(root, f)
+                res[os.path.relpath(p, out)] = open(p, "rb").read()
+    return res

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import LLAMA_TOKENIZER
+from conftest import LLAMA_TOKENIZER, build_files
 from corpus.build import BuildError, build
 from corpus.recipe import Recipe
 from shards.verify import verify
@@ -26,17 +26,6 @@ def _recipe(shared, **kw):
     return Recipe.model_validate(d)
 
 
-def _files(out):
-    res = {}
-    for root, _, files in os.walk(out):
-        if ".work" in root:
-            continue
-        for f in files:
-            if f in ("build_report.json", ".lock"):
-                continue
-            p = os.path.join(root, f)
-            res[os.path.relpath(p, out)] = open(p, "rb").read()
-    return res
 
 
 def test_accounting_and_report(small_build):
@@ -59,7 +48,7 @@ def test_same_output_for_1_and_2_workers(shared, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     build(_recipe(shared, workers=1), str(a))
     build(_recipe(shared, workers=2), str(b))
-    fa, fb = _files(a), _files(b)
+    fa, fb = build_files(a), build_files(b)
     assert fa.keys() == fb.keys() and len(fa) > 6
     for k in fa:
         assert fa[k] == fb[k], k
@@ -76,7 +65,7 @@ def test_resume_from_completed_units_is_identical(shared, tmp_path):
     (b / "manifest.json").unlink()
     res = build(_recipe(shared), str(b))
     assert res.report["resumed_units"] == len(units) // 2
-    assert _files(a) == _files(b)
+    assert build_files(a) == build_files(b)
 
 
 def test_changed_recipe_is_refused_until_restart(shared, tmp_path):

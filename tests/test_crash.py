@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import LLAMA_TOKENIZER
+from conftest import LLAMA_TOKENIZER, build_files
 from shards.verify import verify
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,15 +40,6 @@ def _cmd(recipe, out):
     return [sys.executable, "-m", "corpus.cli", "build", str(recipe), "--out", str(out)]
 
 
-def _files(out):
-    res = {}
-    for root, _, files in os.walk(out):
-        if ".work" in root:
-            continue
-        for f in files:
-            if f not in ("build_report.json", ".lock"):
-                res[os.path.relpath(os.path.join(root, f), out)] = open(os.path.join(root, f), "rb").read()
-    return res
 
 
 @pytest.mark.slow
@@ -57,7 +48,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(shared, tmp_path)
     t = time.time()
     subprocess.run(_cmd(recipe, tmp_path / "ref"), check=True, capture_output=True)
     duration = time.time() - t
-    ref = _files(tmp_path / "ref")
+    ref = build_files(tmp_path / "ref")
     rng = random.Random(5)
     points = sorted(rng.uniform(0.15, 0.95) * duration for _ in range(5))
     for k, at in enumerate(points):  # a fresh build killed at each point, then resumed
@@ -72,7 +63,7 @@ def test_kill_9_at_random_points_then_resume_is_byte_identical(shared, tmp_path)
         assert probs and "no manifest" in str(probs[0]), probs
         r = subprocess.run(_cmd(recipe, out), capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
-        got = _files(out)
+        got = build_files(out)
         assert got.keys() == ref.keys(), (at, set(got) ^ set(ref))
         for name in ref:
             assert got[name] == ref[name], (at, name)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import LLAMA_TOKENIZER
+from conftest import LLAMA_TOKENIZER, build_files
 from corpus.build import build
 from corpus.executor import LocalExecutor, RayExecutor
 from corpus.recipe import Recipe
@@ -21,15 +21,6 @@ def ray_executor():
     ray.shutdown()
 
 
-def _files(out):
-    res = {}
-    for root, _, files in os.walk(out):
-        if ".work" in root:
-            continue
-        for f in files:
-            if f not in ("build_report.json", ".lock"):
-                res[os.path.relpath(os.path.join(root, f), out)] = open(os.path.join(root, f), "rb").read()
-    return res
 
 
 def _die_once(marker: str) -> int:
@@ -51,7 +42,7 @@ def test_ray_build_is_byte_identical_to_local(shared, tmp_path, ray_executor):
         "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 512}, "output": {"rows_per_shard": 64}})
     build(r, str(tmp_path / "local"), LocalExecutor(1))
     build(r, str(tmp_path / "ray"), ray_executor)
-    a, b = _files(tmp_path / "local"), _files(tmp_path / "ray")
+    a, b = build_files(tmp_path / "local"), build_files(tmp_path / "ray")
     assert a.keys() == b.keys() and len(a) > 8
     for k in a:
         assert a[k] == b[k], k

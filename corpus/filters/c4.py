@@ -8,6 +8,7 @@ import re
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
+from .gopher import count_duplicates
 from .text import split_words
 
 TERMINAL = (".", "!", "?", '"', "'", "”", "。", "！", "？", "…", "；", "」", "』", "）")
@@ -83,12 +84,7 @@ class FineWebQuality(Stage):
         short = sum(1 for l in lines if len(l) <= p.short_line_length) / len(lines)
         if short > p.short_line_thr:
             return Drop("short_line_ratio", f"{short:.2f}")
-        seen: set[str] = set()
-        dup = 0
-        for l in lines:
-            if l in seen:
-                dup += len(l)
-            seen.add(l)
+        _, dup = count_duplicates(lines)
         non_nl = len(doc.text.replace("\n", ""))
         if non_nl and dup / non_nl > p.char_duplicates_ratio:
             return Drop("char_dup_ratio", f"{dup / non_nl:.3f}")

@@ -15,7 +15,7 @@ _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
 
 
-def _dups(items: list[str]) -> tuple[int, int]:
+def count_duplicates(items: list[str]) -> tuple[int, int]:
     """(duplicate elements, characters in duplicate elements) beyond first occurrences."""
     seen: set[str] = set()
     n = chars = 0
@@ -72,13 +72,13 @@ class GopherRepetition(Stage):
         if not text:
             return doc
         paras = _PARA.split(text.strip())
-        nd, cd = _dups(paras)
+        nd, cd = count_duplicates(paras)
         if nd / len(paras) > p.dup_para_frac:
             return Drop("dup_para_frac", f"{nd}/{len(paras)}")
         if cd / len(text) > p.dup_para_char_frac:
             return Drop("dup_para_char_frac", f"{cd}/{len(text)}")
         lines = _LINES.split(text)
-        nd, cd = _dups(lines)
+        nd, cd = count_duplicates(lines)
         if nd / len(lines) > p.dup_line_frac:
             return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(lines))
         if cd / len(text) > p.dup_line_char_frac:

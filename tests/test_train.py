@@ -123,3 +123,32 @@ def test_batches_are_uint16_views_widened_late(small_build):
     k = np.searchsorted(src.starts, rows, side="right") - 1
     for i, (g, kk) in enumerate(zip(rows, k)):
         assert np.array_equal(batch.input_ids[i].numpy(), src.shards[kk].tokens[g - src.starts[kk]].astype(np.int64))
+
+
+def test_reset_positions_restart_at_document_starts(small_build):
+    import numpy as np
+
+    from shards.dataset import ShardDataset
+    from train.data import RowSource
+
+    src = RowSource(ShardDataset(str(small_build[0])), "train")
+    for sh_i, sh in enumerate(src.shards):
+        b = sh.bounds
+        multi = [r for r in range(len(sh)) if len(b.segments(r)) > 1]
+        if multi:
+            r = multi[0]
+            pos = src.positions(int(src.starts[sh_i]) + r)
+            segs = list(b.segments(r)) + [src.seq_len]
+            for a, z in zip(segs, segs[1:]):
+                assert (pos[a:z] == np.arange(z - a)).all()
+            return
+    raise AssertionError("no row with several documents")
+
+
+def test_tensorboard_and_activation_checkpointing(small_build, tmp_path):
+    res = train(_cfg(small_build, tmp_path, steps=3, eval_interval=0, tensorboard=True, activation_checkpointing=True,
+                     doc_attention="reset_positions"), progress=False)
+    _shutdown(res)
+    tb = tmp_path / "run" / "tb"
+    assert tb.is_dir() and any(p.name.startswith("events.out.tfevents") for p in tb.iterdir())
+    assert len(_records(tmp_path / "run")) == 3

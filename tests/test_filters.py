@@ -127,3 +127,41 @@ def test_build_writes_rejected_samples_per_reason(shared, tmp_path):
     assert row["lines"] and row["reason"] == "spam:spam_keywords"
     funnel = {r["stage"] for r in res.report["funnel"]["web_zh"]}
     assert set(CHAIN) <= funnel
+
+
+def _ref_top(words, n, sep):
+    from collections import Counter
+
+    grams = Counter(sep.join(words[i: i + n]) for i in range(len(words) - n + 1))
+    if not grams:
+        return 0
+    g, c = grams.most_common(1)[0]
+    return len(g) * c
+
+
+def _ref_dup(words, n):
+    seen, rep, i = set(), 0, 0
+    while i < len(words) - n + 1:
+        g = tuple(words[i: i + n])  # words, not their concatenation
+        if g in seen:
+            rep += sum(map(len, g))
+            i += n
+        else:
+            seen.add(g)
+            i += 1
+    return rep
+
+
+def test_numba_repetition_kernels_equal_python_reference(shared):
+    from corpus.filters.text import split_words
+    from kernels.textstats import dup_ngram_chars, top_ngram_chars, word_arrays
+
+    rows = [json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")][:100]
+    rows += [json.loads(l)["content"] for l in open(shared / "general/flagdata_web_zh/qa_demo_input.jsonl",
+                                                    encoding="utf-8")][:100]
+    for t in rows:
+        w = split_words(t)
+        h, ln = word_arrays(w)
+        for n in (2, 3, 4, 8, 20):
+            assert top_ngram_chars(h, ln, n, 1) == _ref_top(w, n, " ")
+            assert dup_ngram_chars(h, ln, n) == _ref_dup(w, n)

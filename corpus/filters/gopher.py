@@ -5,7 +5,8 @@ equivalents for the rules that assume space-separated words (docs/filters.md).""
 from __future__ import annotations
 
 import re
-from collections import Counter
+
+from kernels.textstats import dup_ngram_chars, top_ngram_chars, word_arrays
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
@@ -26,28 +27,6 @@ def count_duplicates(items: list[str]) -> tuple[int, int]:
         else:
             seen.add(x)
     return n, chars
-
-
-def _top_ngram_chars(words: list[str], n: int, sep: str = " ") -> int:
-    grams = Counter(sep.join(words[i: i + n]) for i in range(len(words) - n + 1))
-    if not grams:
-        return 0
-    g, c = grams.most_common(1)[0]
-    return len(g) * c
-
-
-def _dup_ngram_chars(words: list[str], n: int) -> int:
-    seen: set[str] = set()
-    rep, i, last = 0, 0, len(words) - n + 1
-    while i < last:
-        g = "".join(words[i: i + n])
-        if g in seen:
-            rep += len(g)
-            i += n
-        else:
-            seen.add(g)
-            i += 1
-    return rep
 
 
 @register
@@ -84,13 +63,14 @@ class GopherRepetition(Stage):
         if cd / len(text) > p.dup_line_char_frac:
             return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(lines))
         words = split_words(text)
-        k, sep = (p.cjk_chars_per_word, "") if is_cjk(text) else (1, " ")
+        k, sep = (p.cjk_chars_per_word, 0) if is_cjk(text) else (1, 1)
+        h, lens = word_arrays(words)
         for n, frac in p.top_n_grams:
-            c = _top_ngram_chars(words, n * k, sep)
+            c = top_ngram_chars(h, lens, n * k, sep)
             if c / len(text) > frac:
                 return Drop(f"top_{n}_gram", f"{c}/{len(text)}")
         for n, frac in p.dup_n_grams:
-            c = _dup_ngram_chars(words, n * k)
+            c = dup_ngram_chars(h, lens, n * k)
             if c / len(text) > frac:
                 return Drop(f"duplicated_{n}_n_grams", f"{c}/{len(text)}")
         return doc

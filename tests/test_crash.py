@@ -45,29 +45,38 @@ def _cmd(recipe, out):
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_is_byte_identical(shared, tmp_path):
     recipe = _recipe_file(shared, tmp_path)
-    t = time.time()
     subprocess.run(_cmd(recipe, tmp_path / "ref"), check=True, capture_output=True)
-    duration = time.time() - t
     ref = build_files(tmp_path / "ref")
+    n_units = len(list((tmp_path / "ref" / ".work" / "units").glob("*.json")))
     rng = random.Random(5)
-    points = sorted(rng.uniform(0.15, 0.95) * duration for _ in range(5))
-    for k, at in enumerate(points):  # a fresh build killed at each point, then resumed
+    # kill points by progress, not by wall time (which varies with load): after k of the units
+    # are done, for random k, and while the shards are being written
+    points = [("units", rng.randrange(1, n_units)) for _ in range(5)] + [("shards", 0)]
+    kills = 0
+    for k, (phase, target) in enumerate(points):
         out = tmp_path / f"killed{k}"
         p = subprocess.Popen(_cmd(recipe, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(at)
-        assert p.poll() is None, f"build finished before the kill point {at:.1f}s"
-        p.send_signal(signal.SIGKILL)
+        while p.poll() is None:
+            done = len(list((out / ".work" / "units").glob("*.json"))) if (out / ".work" / "units").exists() else 0
+            if (phase == "units" and done >= target) or (phase == "shards" and (out / "train").exists()):
+                p.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.002)
         p.wait()
+        if p.returncode == 0:
+            continue  # finished before the point was reached (possible for the short shard phase)
         # after a kill: no manifest (not a dataset), never a half-written one that looks valid
         probs = verify(str(out))
         assert probs and "no manifest" in str(probs[0]), probs
         r = subprocess.run(_cmd(recipe, out), capture_output=True, text=True)
         assert r.returncode == 0, r.stdout + r.stderr
         got = build_files(out)
-        assert got.keys() == ref.keys(), (at, set(got) ^ set(ref))
+        assert got.keys() == ref.keys(), (phase, target, set(got) ^ set(ref))
         for name in ref:
-            assert got[name] == ref[name], (at, name)
+            assert got[name] == ref[name], (phase, target, name)
         assert verify(str(out)) == []
+    assert kills >= 5
 
 
 def test_out_of_disk_space_is_a_clean_error_and_resumes(shared, tmp_path):

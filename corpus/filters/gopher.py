@@ -105,6 +105,10 @@ class GopherQuality(Stage):
         max_non_alpha_words_ratio: float = 0.8
         min_stop_words: int = 2
         stop_words: list[str] | None = None
+        # datatrove counts punctuation tokens as words in the alphabetic-word ratio, which drops
+        # ~10% of C4 (punctuation-rich prose); we count words only, unless this is set
+        alpha_ratio_over_all_tokens: bool = False
+        bullets: list[str] = ["•", "-", "*", "●", "·"]
 
     def apply(self, doc: Document) -> Document | Drop:
         p, text = self.p, doc.text
@@ -129,16 +133,17 @@ class GopherQuality(Stage):
             return Drop("gopher_too_many_ellipsis")
         lines = text.splitlines()
         if lines:
-            bullets = [i for i, l in enumerate(lines) if l.lstrip().startswith(("•", "-", "*", "●", "·"))]
+            bullets = [i for i, l in enumerate(lines) if l.lstrip().startswith(tuple(p.bullets))]
             if len(bullets) / len(lines) > p.max_bullet_lines_ratio:
                 return Drop("gopher_too_many_bullets", lines=bullets)
             ell = [i for i, l in enumerate(lines) if l.rstrip().endswith(("...", "…"))]
             if len(ell) / len(lines) > p.max_ellipsis_lines_ratio:
                 return Drop("gopher_too_many_end_ellipsis", lines=ell)
         # punctuation tokens are not words here (they are in the symbol rules above)
-        alpha = sum(1 for w in non_symbol if any(c.isalpha() for c in w))
-        if alpha / n < p.max_non_alpha_words_ratio:
-            return Drop("gopher_below_alpha_threshold", f"{alpha}/{n}")
+        pool = words if p.alpha_ratio_over_all_tokens else non_symbol
+        alpha = sum(1 for w in pool if any(c.isalpha() for c in w))
+        if alpha / len(pool) < p.max_non_alpha_words_ratio:
+            return Drop("gopher_below_alpha_threshold", f"{alpha}/{len(pool)}")
         stops = set(p.stop_words) if p.stop_words else (ZH_STOP_WORDS if cjk else EN_STOP_WORDS)
         if len(stops.intersection(words)) < p.min_stop_words:  # distinct stop words
             return Drop("gopher_enough_stop_words")

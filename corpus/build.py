@@ -81,13 +81,19 @@ def plan_units(recipe: Recipe) -> list[Unit]:
 _CACHE: dict[str, Any] = {}
 
 
-def _setup(recipe_json: str) -> tuple[Recipe, list, Any]:
-    if _CACHE.get("key") != recipe_json:
+def _setup(recipe_json: str, work: str | None = None) -> tuple[Recipe, list, Any]:
+    if _CACHE.get("key") != (recipe_json, work):
         recipe = Recipe.model_validate_json(recipe_json)
-        stages = [build_stage(s.name, s.params()) for s in recipe.stages]
+        stages = [build_stage(s.name, _with_frequent(s.name, s.params(), work)) for s in recipe.stages]
         tok = load_tokenizer(recipe.tokenizer.path)
-        _CACHE.update(key=recipe_json, value=(recipe, stages, tok))
+        _CACHE.update(key=(recipe_json, work), value=(recipe, stages, tok))
     return _CACHE["value"]
+
+
+def _with_frequent(name: str, params: dict, work: str | None) -> dict:
+    if name == "line_dedup" and work:
+        params = {**params, "frequent_path": os.path.join(work, "frequent_lines.npy")}
+    return params
 
 
 def split_of(doc_id: str, seed: int, val_ratio: float) -> int:
@@ -101,7 +107,7 @@ def split_of(doc_id: str, seed: int, val_ratio: float) -> int:
 def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     """Read, clean, hash, split and tokenize one unit; write its results atomically to `work`."""
     recipe_json, unit, work = task
-    recipe, stages, tok = _setup(recipe_json)
+    recipe, stages, tok = _setup(recipe_json, work)
     t0 = time.perf_counter()
     src = recipe.sources[unit.source_index]
     chain = Chain(stages, recipe.output.rejected_samples)
@@ -269,10 +275,21 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         # a new manifest is written last; until then the directory holds no valid dataset
         if os.path.exists(os.path.join(out, "manifest.json")):
             os.remove(os.path.join(out, "manifest.json"))
+        rj = recipe.model_dump_json()
+        ld = next((s for s in recipe.stages if s.name == "line_dedup"), None)
+        if ld is not None:  # the counting pass of corpus-wide line dedup, before the per-document stages
+            from .dedup import count_lines_task, frequent_lines
+
+            fl_path = os.path.join(work, "frequent_lines.npy")
+            if not os.path.exists(fl_path):
+                todo_c = [u for u in units if not os.path.exists(os.path.join(work, "units", u.key + ".lines.npz"))]
+                run_all(executor, count_lines_task, [(rj, u, work) for u in todo_c])
+                fl = frequent_lines([os.path.join(work, "units", u.key + ".lines.npz") for u in units],
+                                    int(ld.params().get("max_docs", 20)))
+                _atomic_np(fl_path, lambda f: np.save(f, fl))
         todo = [u for u in units if not os.path.exists(os.path.join(work, "units", u.key + ".json"))]
         if on_plan:
             on_plan(len(units), len(units) - len(todo))
-        rj = recipe.model_dump_json()
         run_all(executor, process_unit, [(rj, u, work) for u in todo], on_unit)
         summaries = [json.load(open(os.path.join(work, "units", u.key + ".json"), encoding="utf-8"))
                      for u in units]

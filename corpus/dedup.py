@@ -172,3 +172,97 @@ def dedup_files(inputs: list[str], out: str, stage: MinHashDedup, text_key: str 
     sizes = np.bincount(rep[rep >= 0]) if len(docs) else np.zeros(0, np.int64)
     return {"documents": len(docs), "kept": int((~drop).sum()), "near_duplicates": int(drop.sum()),
             "clusters_with_duplicates": int((sizes > 1).sum()), "bad_units": bad}
+
+
+# ---------------------------------------------------------------------------------------
+# corpus-wide boilerplate lines (dolma-style)
+
+
+def line_hashes(text: str, min_chars: int) -> np.ndarray:
+    """Unique xxh64 hashes of a document's lines (stripped, at least `min_chars` long)."""
+    import xxhash
+
+    hs = {xxhash.xxh64_intdigest(s.encode("utf-8")) for s in (l.strip() for l in text.split("\n")) if len(s) >= min_chars}
+    return np.fromiter(hs, dtype=np.uint64, count=len(hs))
+
+
+@register
+class LineDedup(Stage):
+    """Remove lines that occur in more than `max_docs` documents of the whole corpus (menus,
+    footers, cookie banners repeated across a site). A counting pass over every unit runs before
+    the per-document stages (the build does it when this stage is in the recipe); this stage then
+    removes the frequent lines, and drops a document whose every line was boilerplate."""
+
+    name = "line_dedup"
+
+    class Params(StageParams):
+        max_docs: int = 20
+        min_chars: int = 10
+        frequent_path: str | None = None  # set by the build: the counting pass's result
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.frequent = np.load(self.p.frequent_path) if self.p.frequent_path else np.zeros(0, np.uint64)
+
+    def apply(self, doc):  # type: ignore[no-untyped-def]
+        import xxhash
+
+        from .stages import Drop
+
+        if not len(self.frequent):
+            return doc
+        lines = doc.text.split("\n")
+        keep, removed = [], []
+        for i, l in enumerate(lines):
+            s = l.strip()
+            if len(s) >= self.p.min_chars:
+                h = np.uint64(xxhash.xxh64_intdigest(s.encode("utf-8")))
+                j = np.searchsorted(self.frequent, h)
+                if j < len(self.frequent) and self.frequent[j] == h:
+                    removed.append(i)
+                    continue
+            keep.append(l)
+        if not removed:
+            return doc
+        text = "\n".join(keep).strip()
+        if not text:
+            return Drop("all_lines_boilerplate", f"{len(removed)} lines", removed)
+        return doc.with_text(text, boilerplate_lines=len(removed))
+
+
+def count_lines_task(task: tuple[str, Any, str]) -> str:
+    """Counting pass of `line_dedup` for one unit: (hash, documents) pairs saved beside the unit."""
+    from .build import _atomic_np
+    from .document import Document
+    from .readers import FileReader
+    from .recipe import Recipe
+
+    recipe_json, unit, work = task
+    recipe = Recipe.model_validate_json(recipe_json)
+    cfg = next(s for s in recipe.stages if s.name == "line_dedup")
+    min_chars = int(cfg.params().get("min_chars", 10))
+    parts = [line_hashes(d.text, min_chars) for d in FileReader(unit.path, unit.rel, recipe.sources[unit.source_index],
+                                                                recipe.limits) if isinstance(d, Document)]
+    allh = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    h, c = np.unique(allh, return_counts=True)
+    path = os.path.join(work, "units", unit.key + ".lines.npz")
+    _atomic_np(path, lambda f: np.savez(f, hashes=h, counts=c))
+    return path
+
+
+def frequent_lines(paths: list[str], max_docs: int) -> np.ndarray:
+    """Sorted hashes of lines found in more than `max_docs` documents over all units."""
+    hs, cs = [], []
+    for p in paths:
+        z = np.load(p)
+        hs.append(z["hashes"])
+        cs.append(z["counts"])
+    if not hs:
+        return np.zeros(0, np.uint64)
+    h = np.concatenate(hs)
+    c = np.concatenate(cs)
+    order = np.argsort(h, kind="stable")
+    h, c = h[order], c[order]
+    uniq, start = np.unique(h, return_index=True)
+    totals = np.add.reduceat(c, start) if len(h) else np.zeros(0, np.int64)
+    return uniq[totals > max_docs]

@@ -137,3 +137,22 @@ def test_decontamination_against_eval_files_and_val(shared, tmp_path):
     row = next(x for x in res.report["funnel"]["c4"] if x["stage"] == "decontaminate")
     assert row["drops"] == {"decontaminate:eval_overlap": 3}
     assert all(c["ok"] for c in res.report["accounting"].values())
+
+
+def test_line_dedup_removes_boilerplate_repeated_across_documents(shared, tmp_path):
+    # Dolma's provided documents: pages of the same sites share header/footer paragraphs
+    r = Recipe.model_validate({
+        "sources": [{"name": "web", "paths": [str(shared / "general/dolma_commoncrawl_en/provided_documents")]}],
+        "stages": [{"name": "line_dedup", "max_docs": 1, "min_chars": 20}],
+        "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256}, "split": {"val_ratio": 0.0}})
+    res = build(r, str(tmp_path / "out"))
+    row = next(x for x in res.report["funnel"]["web"] if x["stage"] == "line_dedup")
+    assert row["changed"] >= 2 and row["chars_out"] < row["chars_in"]
+    import gzip
+
+    from corpus.dedup import line_hashes
+    docs = [json.loads(l)["text"] for l in gzip.open(shared / "general/dolma_commoncrawl_en/provided_documents/000.json.gz")]
+    from collections import Counter
+    counts = Counter(h for d in docs for h in line_hashes(d, 20).tolist())
+    assert sum(c > 1 for c in counts.values()) >= 3  # the fixture really repeats lines across documents
+    assert all(c["ok"] for c in res.report["accounting"].values())

@@ -126,3 +126,32 @@ def test_verify_rejects_missing_manifest_and_truncated_shard(raw_build, tmp_path
     assert probs and probs[0].file.endswith(".bin") and "size" in probs[0].message
     (dst / "manifest.json").unlink()
     assert "no manifest" in str(verify(str(dst))[0])
+
+
+def test_hf_tokenizer_json_path(shared, tmp_path):
+    """A Hugging Face tokenizer.json (trained here with `tokenizers` on real text) drives a build;
+    rows decode back to the documents."""
+    import json as _json
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [_json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=2000, special_tokens=["<unk>", "<s>", "</s>"]))
+    path = tmp_path / "tokenizer.json"
+    tok.save(str(path))
+    (tmp_path / "tokenizer_config.json").write_text(_json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    out = tmp_path / "out"
+    r = Recipe.model_validate({"sources": [{"name": "c4", "paths": [str(shared / "general/c4_en/c4_demo.jsonl")]}],
+                               "stages": [], "tokenizer": {"path": str(path)}, "packing": {"seq_len": 128},
+                               "split": {"val_ratio": 0.0}})
+    res = build(r, str(out))
+    assert res.manifest["tokenizer"]["kind"] == "hf-tokenizers" and res.manifest["tokenizer"]["bos_id"] == 1
+    ds = ShardDataset(str(out))
+    docs: list = []
+    for sh in ds.shards("train"):
+        _docs_from_rows(np.asarray(sh.tokens), sh.bounds, docs)
+    decoded = sorted(tok.decode(d[1:-1]) for d in docs)
+    assert decoded == sorted(texts)

@@ -80,6 +80,8 @@ CONFIGS = {
     "baseline-124m": ("baseline", "124m", 16, False),
     "ours-124m": ("ours", "124m", 16, True),
     "ours-124m-mb32": ("ours", "124m", 32, True),
+    "ours-124m-mb64": ("ours", "124m", 64, True),
+    "ours-124m-mb128": ("ours", "124m", 128, True),
     "baseline-1b": ("baseline", "1b", 8, False),
     "ours-1b": ("ours", "1b", 8, True),
     "ours-1b-mb16": ("ours", "1b", 16, True),

@@ -13,22 +13,27 @@ from train.config import TrainConfig
 from train.trainer import train
 
 
-@pytest.mark.parametrize("zero", [2, 3])
-def test_export_logits_match_engine(small_build, tmp_path, zero):
+def _train_and_logits(small_build, tmp_path, **kw):
+    """Train a tiny model; return (a val batch, the engine's logits on it)."""
     from shards.dataset import ShardDataset
     from train.data import Loader, RowSource
-    from train.export import export, load
 
     cfg = TrainConfig(shards=str(small_build[0]), out=str(tmp_path / "run"), model="tiny", micro_batch=4, steps=4,
-                      lr=3e-3, eval_interval=0, eval_rows=4, zero_stage=zero, precision="fp32", tensorboard=False)
-    res = train(cfg, progress=False)
-    engine = res["engine"]
-    ds = ShardDataset(str(small_build[0]))
-    batch = Loader(RowSource(ds, "val"), 2, 0, shuffle=False).load(np.arange(2))
+                      eval_interval=0, eval_rows=4, precision="fp32", tensorboard=False, **kw)
+    engine = train(cfg, progress=False)["engine"]
+    batch = Loader(RowSource(ShardDataset(str(small_build[0])), "val"), 2, 0, shuffle=False).load(np.arange(2))
     engine.eval()
     with torch.no_grad():
         want = engine(input_ids=batch.input_ids).logits.float()
     engine.destroy()
+    return batch, want
+
+
+@pytest.mark.parametrize("zero", [2, 3])
+def test_export_logits_match_engine(small_build, tmp_path, zero):
+    from train.export import export, load
+
+    batch, want = _train_and_logits(small_build, tmp_path, lr=3e-3, zero_stage=zero)
     export(str(tmp_path / "run"), str(tmp_path / "hf"), "fp32")
     model, tok = load(str(tmp_path / "hf"))
     with torch.no_grad():
@@ -70,21 +75,9 @@ def test_export_generate_eval_and_continue(small_build, tmp_path):
 
 
 def test_lora_training_is_merged_at_export(small_build, tmp_path):
-    from shards.dataset import ShardDataset
-    from train.data import Loader, RowSource
     from train.export import export, load
 
-    cfg = TrainConfig(shards=str(small_build[0]), out=str(tmp_path / "run"), model="tiny", micro_batch=4, steps=4,
-                      lr=1e-2, eval_interval=0, eval_rows=4, zero_stage=2, precision="fp32", lora_r=4,
-                      tensorboard=False)
-    res = train(cfg, progress=False)
-    engine = res["engine"]
-    ds = ShardDataset(str(small_build[0]))
-    batch = Loader(RowSource(ds, "val"), 2, 0, shuffle=False).load(np.arange(2))
-    engine.eval()
-    with torch.no_grad():
-        want = engine(input_ids=batch.input_ids).logits.float()
-    engine.destroy()
+    batch, want = _train_and_logits(small_build, tmp_path, lr=1e-2, zero_stage=2, lora_r=4)
     info = export(str(tmp_path / "run"), str(tmp_path / "hf"), "fp32")
     assert info["lora_merged"]
     model, _ = load(str(tmp_path / "hf"))

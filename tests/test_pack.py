@@ -11,8 +11,8 @@ from shards.format import FLAG_CONTINUES
 BOS, EOS, PAD = 1, 2, 0
 
 
-def _pack(docs, seq_len, batches, bos=BOS, eos=EOS, tail="pad"):
-    p = ConcatPacker(seq_len, bos, eos, PAD, np.uint16, tail)
+def _feed(p, docs, batches):
+    """Feed documents to a packer in batches cut at `batches`, then finish; return (packer, outputs)."""
     outs = []
     cuts = sorted(set([0, len(docs)] + [c for c in batches if 0 < c < len(docs)]))
     for a, b in zip(cuts, cuts[1:]):
@@ -22,6 +22,10 @@ def _pack(docs, seq_len, batches, bos=BOS, eos=EOS, tail="pad"):
         outs.append(p.add(flat, offs))
     outs.append(p.finish())
     return p, outs
+
+
+def _pack(docs, seq_len, batches, bos=BOS, eos=EOS, tail="pad"):
+    return _feed(ConcatPacker(seq_len, bos, eos, PAD, np.uint16, tail), docs, batches)
 
 
 docs_strategy = st.lists(st.lists(st.integers(3, 60000), min_size=0, max_size=40).map(np.array), min_size=0,
@@ -91,16 +95,7 @@ from kernels.pack import BestFitPacker, PadPacker, best_fit_decreasing  # noqa: 
 
 
 def _run(cls, docs, seq_len, batches, window=1 << 22):
-    p = cls(seq_len, BOS, EOS, PAD, np.uint16, window_tokens=window)
-    outs = []
-    cuts = sorted(set([0, len(docs)] + [c for c in batches if 0 < c < len(docs)]))
-    for a, b in zip(cuts, cuts[1:]):
-        part = docs[a:b]
-        offs = np.concatenate([[0], np.cumsum([len(d) for d in part])]).astype(np.int64)
-        flat = np.concatenate(part).astype(np.int32) if part else np.zeros(0, np.int32)
-        outs.append(p.add(flat, offs))
-    outs.append(p.finish())
-    return p, outs
+    return _feed(cls(seq_len, BOS, EOS, PAD, np.uint16, window_tokens=window), docs, batches)
 
 
 def _segments(outs, seq_len):

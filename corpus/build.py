@@ -33,7 +33,7 @@ from . import __version__
 from .document import BadUnit, Document
 from .executor import Executor, LocalExecutor, run_all
 from .readers import FileReader
-from .recipe import Recipe, SourceConfig, expand_paths
+from .recipe import Recipe, SourceConfig, expand_paths, stage_files
 from .stages import Chain, StageStats, build_stage, exact_hash
 from .tokenizer import load_tokenizer
 from shards.format import DiskFullError, writing  # noqa: F401  (DiskFullError is re-exported)
@@ -261,7 +261,8 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         work = os.path.join(out, ".work")
         state_path = os.path.join(work, "state.json")
         units = plan_units(recipe)
-        state = {"recipe_sha256": recipe.fingerprint(), "inputs": [_file_sig(u) for u in units]}
+        state = {"recipe_sha256": recipe.fingerprint(), "inputs": [_file_sig(u) for u in units]
+                 + [_stage_file_sig(p) for p in stage_files(recipe)]}
         if os.path.exists(state_path) and not restart:
             old = json.load(open(state_path))
             diff = _describe_state_diff(old, state)
@@ -304,6 +305,12 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
 def _file_sig(u: Unit) -> list:
     st = os.stat(u.path)
     return [u.source, u.rel, st.st_size, int(st.st_mtime)]
+
+
+def _stage_file_sig(path: str) -> list:
+    """A stage's model/list file: a retrained classifier must not resume on the old one's units."""
+    st = os.stat(path) if os.path.exists(path) else None
+    return ["stage-file", path, st.st_size if st else -1, int(st.st_mtime) if st else -1]
 
 
 def _describe_state_diff(old: dict, new: dict) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -162,6 +163,12 @@ def _compare(a: dict, b: dict) -> None:
     console.print(t)
 
 
+def _spark(h: list[int]) -> str:
+    """A histogram as one line of block characters."""
+    top = max(h) or 1
+    return "".join(" ▁▂▃▄▅▆▇█"[min(8, round(8 * v / top))] for v in h)
+
+
 def _print_stats(x: dict) -> None:
     console.rule(f"[bold]{x['root']}[/]  seq_len={x['seq_len']} dtype={x['dtype']} "
                  f"tokenizer={x['tokenizer']['file']} (vocab {x['tokenizer']['vocab_size']})")
@@ -187,6 +194,8 @@ def _print_stats(x: dict) -> None:
             reasons = ", ".join(f"{k}={v}" for k, v in drops.items())
             if st.get("bad_units"):
                 reasons = "unreadable units: " + ", ".join(f"{k}={v}" for k, v in st["bad_units"].items())
+            if st.get("score_hist"):
+                reasons = (reasons + "; " if reasons else "") + "score 0→1 " + _spark(st["score_hist"])
             t.add_row(src, st["stage"], _fmt(st["docs_in"]), _fmt(st["docs_out"]), _fmt(sum(drops.values())), reasons)
     console.print(t)
     for s in x.get("samples", []):
@@ -205,6 +214,99 @@ def verify(root: Path = typer.Argument(..., help="build directory")) -> None:
             console.print(f"[red]BAD[/] {p}")
         raise typer.Exit(1)
     console.print(f"[green]OK[/] {root}: all shards match the manifest")
+
+
+classifier_app = typer.Typer(help="Domain classifier (fastText): train on a recipe's domain vs general "
+                               "sources; the `domain_classifier` stage mines general sources with it.",
+                               no_args_is_help=True)
+app.add_typer(classifier_app, name="classifier")
+
+
+@classifier_app.command("train")
+def classifier_train(
+    recipe: Path = typer.Argument(..., help="YAML recipe with kind: domain and kind: general sources"),
+    out: Path = typer.Option(..., "--out", "-o", help="model file (.bin); its card goes to OUT.json"),
+    max_docs: int = typer.Option(100_000, "--max-docs", help="sampled documents per label"),
+    epoch: int = typer.Option(10, "--epoch"),
+    dim: int = typer.Option(32, "--dim"),
+    lr: float = typer.Option(0.2, "--lr"),
+    word_ngrams: int = typer.Option(2, "--word-ngrams"),
+    val_ratio: float = typer.Option(0.1, "--val-ratio"),
+    threads: int = typer.Option(1, "--threads", help=">1 trains faster but not reproducibly"),
+    raw: bool = typer.Option(False, "--raw", help="skip the recipe's cleaning stages before sampling"),
+    seed: int = typer.Option(1234, "--seed"),
+) -> None:
+    """Train the domain classifier: documents of `kind: domain` sources vs `kind: general` ones."""
+    from corpus.classifier import ClassifierConfig, train
+    from corpus.recipe import Recipe
+
+    cfg = ClassifierConfig(max_docs_per_label=max_docs, epoch=epoch, dim=dim, lr=lr, word_ngrams=word_ngrams,
+                           val_ratio=val_ratio, threads=threads, clean=not raw, seed=seed)
+    r = Recipe.from_yaml(recipe)
+    with Progress(TextColumn("[bold blue]{task.description}"), TextColumn("{task.fields[file]}"),
+                  TimeElapsedColumn(), console=console, transient=True) as prog:
+        task = prog.add_task("reading + sampling", total=None, file="")
+        try:
+            card = train(r, str(out), cfg, on_file=lambda f: prog.update(task, file=f))
+        except ValueError as e:
+            console.print(f"[red]cannot train:[/] {e}")
+            raise typer.Exit(2)
+    t = Table(title=f"domain classifier → {out} ({card['bytes'] / 2**20:.1f} MiB, {card['seconds']} s)")
+    for c in ("label", "documents seen", "trained on"):
+        t.add_column(c)
+    for lab in ("domain", "general"):
+        t.add_row(lab, _fmt(card["documents_seen"][lab]), _fmt(card["train_docs"][lab]))
+    console.print(t)
+    m = card["val_metrics"]
+    if m:
+        t = Table(title=f"held-out documents: {m['n']} ({m['domain']} domain, {m['general']} general), threshold 0.5")
+        for k in ("accuracy", "precision", "recall", "f1", "auc"):
+            t.add_column(k)
+        t.add_row(*(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "auc")))
+        console.print(t)
+
+
+@classifier_app.command("score")
+def classifier_score(
+    model: Path = typer.Argument(..., help="model from `corpus classifier train`"),
+    inputs: list[str] = typer.Argument(None, help="files/dirs/globs to score (any readable format); none: stdin lines"),
+    text_key: Optional[str] = typer.Option(None, "--text-key"),
+    txt_mode: str = typer.Option("file", "--txt-mode", help="file | paragraph | line"),
+    top: int = typer.Option(5, "--top", help="show the N highest- and lowest-scoring documents"),
+) -> None:
+    """P(domain) of documents: a summary per file and the extremes (to choose a threshold)."""
+    from corpus.classifier import domain_scores, features, load_model
+    from corpus.document import Document
+    from corpus.readers import FileReader
+    from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
+
+    m = load_model(str(model))
+    rows: list[tuple[float, str, str]] = []
+    t = Table(title=f"P(domain) under {model.name}")
+    for c in ("file", "docs", "mean", "p10", "p50", "p90", "≥ 0.5"):
+        t.add_column(c)
+    if not inputs:
+        texts = [l.rstrip("\n") for l in sys.stdin if l.strip()]
+        groups = [("<stdin>", [(f"stdin:{i + 1}", x) for i, x in enumerate(texts)])]
+    else:
+        src = SourceConfig(name="score", paths=list(inputs), text_key=text_key, txt_mode=txt_mode)  # type: ignore[arg-type]
+        groups = [(p, [(d.id, d.text) for d in FileReader(p, os.path.basename(p), src, LimitsConfig())
+                       if isinstance(d, Document)]) for p in expand_paths(list(inputs))]
+    import numpy as np
+
+    for name, docs in groups:
+        if not docs:
+            continue
+        s = domain_scores(m, [features(x) for _, x in docs])
+        q = np.percentile(s, [10, 50, 90])
+        t.add_row("/".join(Path(name).parts[-2:]), _fmt(len(docs)), f"{s.mean():.3f}", *(f"{v:.3f}" for v in q), f"{(s >= 0.5).mean():.1%}")
+        rows += [(float(v), i, x) for v, (i, x) in zip(s, docs)]
+    console.print(t)
+    rows.sort(key=lambda r: -r[0])
+    for title, part in (("highest", rows[:top]), ("lowest", rows[::-1][:top])):
+        console.rule(title)
+        for v, i, x in part:
+            console.print(f"{v:.3f}  {i}  {x[:120]!r}", markup=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -240,6 +240,9 @@ class FileReader:
         doc_id = f"{self.src.name}/{key}"
         meta = dict(meta or {})
         meta["file"] = self.rel
+        meta["source_kind"] = self.src.kind  # e.g. the domain classifier passes domain sources through
+        if self.src.languages:
+            meta["languages_keep"] = self.src.languages  # the language stage's per-source keep list
         cap = self.limits.max_doc_chars
         if len(text) <= cap:
             yield Document(doc_id, text, self.src.name, meta)

@@ -84,6 +84,20 @@ class LimitsConfig(_Strict):
     max_bad_examples: int = Field(default=50, ge=0)
 
 
+# stage parameters that name files: resolved from the YAML's folder like source paths
+_PATH_PARAMS = {"model_path", "blocklist_files", "eval_files"}
+
+
+def stage_files(recipe: "Recipe") -> list[str]:
+    """Files that stages read (models, blocklists, eval sets): part of a build's input identity."""
+    out: list[str] = []
+    for st in recipe.stages:
+        for key, v in st.params().items():
+            if key in _PATH_PARAMS and v:
+                out += [v] if isinstance(v, str) else list(v)
+    return out
+
+
 class Recipe(_Strict):
     """Everything a `corpus build` does, in one object."""
 
@@ -118,6 +132,13 @@ class Recipe(_Strict):
         base = p.parent
         for s in data.get("sources", []):
             s["paths"] = [x if os.path.isabs(x) else str((base / x)) for x in s.get("paths", [])]
+        for st in data.get("stages", []) or []:
+            for key in _PATH_PARAMS & set(st):
+                v = st[key]
+                if isinstance(v, str) and not os.path.isabs(v):
+                    st[key] = str(base / v)
+                elif isinstance(v, list):
+                    st[key] = [x if os.path.isabs(x) else str(base / x) for x in v]
         tp = (data.get("tokenizer") or {}).get("path")
         if tp and not os.path.isabs(tp):
             data["tokenizer"]["path"] = str(base / tp)

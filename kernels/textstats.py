@@ -77,6 +77,6 @@ def dup_ngram_chars(h, lens, n):
 
 def word_arrays(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(hashes, lengths) of words: one pass of Python's own string hash (equality is all we need)."""
-    h = np.fromiter((hash(w) for w in words), dtype=np.int64, count=len(words)).view(np.uint64)
-    ln = np.fromiter((len(w) for w in words), dtype=np.int64, count=len(words))
+    h = np.fromiter(map(hash, words), dtype=np.int64, count=len(words)).view(np.uint64)
+    ln = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
     return h, ln

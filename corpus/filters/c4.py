@@ -5,21 +5,47 @@ judged by the same rule rather than failing it wholesale."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
 from .gopher import count_duplicates
-from .text import split_words
+from .text import _Memo, is_cjk, split_words, tokens
 
-TERMINAL = (".", "!", "?", '"', "'", "”", "。", "！", "？", "…", "；", "」", "』", "）")
+# datatrove/C4: a kept line ends in one of these and not in "..."; Chinese text also accepts the
+# full-width marks (otherwise every Chinese line fails the rule)
+END_PUNCT = (".", "?", "!", '"', "'")
+END_PUNCT_ZH = END_PUNCT + ("”", "’", "。", "！", "？", "…", "；", "」", "』", "）")
+TERMINAL = END_PUNCT_ZH  # FineWeb's terminal-punctuation line ratio
 POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+# spaCy's sentencizer splits after one of these tokens when a non-punctuation token follows
+SENT_END = frozenset(".!?。！？．｡‼⁇⁈⁉")
+_END_INSIDE = re.compile(r"[.!?。！？．｡‼⁇⁈⁉](?=.*\w)")
+_TOKEN_KIND = _Memo(lambda t: (t in SENT_END, all(unicodedata.category(c).startswith("P") for c in t)))
+
+
+def count_sentences(line: str) -> int:
+    """Sentences in a line the way spaCy's sentencizer counts them (datatrove's C4 rule uses it):
+    a new sentence starts at the first non-punctuation token after a sentence-final mark."""
+    if not _END_INSIDE.search(line):  # no sentence mark before the line's final punctuation
+        return 1
+    n, seen_end = 1, False
+    for is_end, is_punct in map(_TOKEN_KIND.__getitem__, tokens(line)):
+        if is_end:
+            seen_end = True
+        elif seen_end and not is_punct:
+            n += 1
+            seen_end = False
+    return n
 
 
 @register
 class C4Quality(Stage):
-    """Line rules (terminal punctuation, >= 3 words, no javascript/policy lines, no words over
-    1000 chars) that rewrite the document, and document rules (lorem ipsum, curly braces,
-    >= 5 sentences) that drop it."""
+    """C4's line rules, applied in datatrove's order: drop lines with a word over 1000 chars,
+    strip citation marks, drop lines without terminal punctuation (or ending in "..."), with
+    fewer than 3 words, with "javascript" or a cookie/policy phrase; drop the document for
+    "lorem ipsum" or "{" on a surviving line or fewer than 5 sentences in the kept lines."""
 
     name = "c4_quality"
 
@@ -27,6 +53,7 @@ class C4Quality(Stage):
         min_words_per_line: int = 3
         min_sentences: int = 5
         max_word_length: int = 1000
+        remove_citations: bool = True
         filter_lorem_ipsum: bool = True
         filter_curly_bracket: bool = True
         remove_javascript_lines: bool = True
@@ -34,31 +61,35 @@ class C4Quality(Stage):
 
     def apply(self, doc: Document) -> Document | Drop:
         p = self.p
-        low = doc.text.lower()
-        if p.filter_lorem_ipsum and "lorem ipsum" in low:
-            return Drop("lorem_ipsum")
-        if p.filter_curly_bracket and "{" in doc.text:
-            return Drop("curly_bracket")
+        cjk = is_cjk(doc.text)
+        ends = END_PUNCT_ZH if cjk else END_PUNCT
         kept, sentences = [], 0
-        for line in doc.text.split("\n"):
-            s = line.strip()
-            if not s.endswith(TERMINAL):
+        for line in doc.text.splitlines():
+            line = line.strip()
+            # Chinese has no spaces: a whitespace "word" would be a whole line, so words are tokens
+            words = tokens(line) if cjk else line.split()
+            if len(line) > p.max_word_length and max(map(len, words)) > p.max_word_length:
                 continue
-            words = split_words(s)
-            if len([w for w in words if w.isalnum()]) < p.min_words_per_line:
+            if p.remove_citations:
+                line = CITATION.sub("", line)
+            if not line.endswith(ends) or line.endswith("..."):
                 continue
-            if any(len(w) > p.max_word_length for w in words):
+            if (sum(1 for w in words if w.isalnum()) if cjk else len(words)) < p.min_words_per_line:
                 continue
-            ls = s.lower()
-            if p.remove_javascript_lines and "javascript" in ls:
+            low = line.lower()
+            if p.filter_lorem_ipsum and "lorem ipsum" in low:
+                return Drop("lorem_ipsum")
+            if p.remove_javascript_lines and "javascript" in low:
                 continue
-            if p.remove_policy_lines and any(x in ls for x in POLICY):
+            if p.filter_curly_bracket and "{" in line:
+                return Drop("curly_bracket")
+            if p.remove_policy_lines and any(x in low for x in POLICY):
                 continue
-            sentences += len(re.findall(r"[.!?。！？]+", s)) or 1
+            sentences += count_sentences(line)
             kept.append(line)
         if sentences < p.min_sentences:
             return Drop("too_few_sentences", f"{sentences}")
-        text = "\n".join(kept)
+        text = "\n".join(kept).strip()
         return doc if text == doc.text else doc.with_text(text)
 
 

@@ -4,13 +4,15 @@ equivalents for the rules that assume space-separated words (docs/filters.md).""
 
 from __future__ import annotations
 
+import itertools
+import operator
 import re
 
 from kernels.textstats import dup_ngram_chars, top_ngram_chars, word_arrays
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
-from .text import EN_STOP_WORDS, ZH_STOP_WORDS, is_cjk, is_symbol_word, split_words
+from .text import ALPHA, EN_STOP_WORDS, SYMBOL, ZH_STOP_WORDS, is_cjk, is_symbol_word, split_words
 
 _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
@@ -115,14 +117,14 @@ class GopherQuality(Stage):
         words = split_words(text)
         cjk = is_cjk(text)
         n_words = len(words)
-        non_symbol = [w for w in words if not is_symbol_word(w)]
+        non_symbol = list(itertools.compress(words, map(operator.not_, map(SYMBOL.__getitem__, words))))
         n = len(non_symbol)
         if n < p.min_doc_words:
             return Drop("gopher_short_doc", f"{n} words")
         if n > p.max_doc_words:
             return Drop("gopher_long_doc", f"{n} words")
         if not cjk:
-            avg = sum(len(w) for w in non_symbol) / n
+            avg = sum(map(len, non_symbol)) / n
             if avg < p.min_avg_word_length:
                 return Drop("gopher_below_avg_threshold", f"{avg:.2f}")
             if avg > p.max_avg_word_length:
@@ -141,7 +143,7 @@ class GopherQuality(Stage):
                 return Drop("gopher_too_many_end_ellipsis", lines=ell)
         # punctuation tokens are not words here (they are in the symbol rules above)
         pool = words if p.alpha_ratio_over_all_tokens else non_symbol
-        alpha = sum(1 for w in pool if any(c.isalpha() for c in w))
+        alpha = sum(map(ALPHA.__getitem__, pool))
         if alpha / len(pool) < p.max_non_alpha_words_ratio:
             return Drop("gopher_below_alpha_threshold", f"{alpha}/{len(pool)}")
         stops = set(p.stop_words) if p.stop_words else (ZH_STOP_WORDS if cjk else EN_STOP_WORDS)

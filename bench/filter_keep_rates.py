@@ -31,17 +31,19 @@ def corpora() -> list[tuple[str, str, dict]]:
         ("web_zh (FlagData CCNet)", f"{D}/general/flagdata_web_zh/cleared1.jsonl", {}),
         ("oscar_zh", f"{D}/general/oscar_zh", {"txt_mode": "paragraph"}),
         ("c4_en", f"{D}/general/c4_en/c4_demo.jsonl", {}),
+        ("c4_en, C4's own 15-word floor (recipe)", f"{D}/general/c4_en/c4_demo.jsonl",
+         {"stage_overrides": {"gopher_quality": {"min_doc_words": 15}}}),
         ("wikipedia_en", f"{D}/general/wikipedia_en/wiki_demo.txt", {"txt_mode": "line"}),
         ("dolma_cc_en (raw CC)", f"{D}/general/dolma_commoncrawl_en", {}),
     ]
 
 
 def main() -> None:
-    stages = [build_stage(n, {}) for n in CHAIN]
     print(f"{'corpus':40s} {'docs':>6s} {'kept':>6s} {'keep %':>7s} {'docs/s':>7s}  top drop reasons")
     for name, path, kw in corpora():
         src = SourceConfig(name="x", paths=[path], **kw)
-        ch = Chain(stages)
+        ov = src.stage_overrides
+        ch = Chain([build_stage(n, ov.get(n) or {}) for n in CHAIN if ov.get(n) is not False])
         n = k = 0
         t = time.perf_counter()
         for f in expand_paths([path]):

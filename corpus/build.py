@@ -81,13 +81,39 @@ def plan_units(recipe: Recipe) -> list[Unit]:
 _CACHE: dict[str, Any] = {}
 
 
-def _setup(recipe_json: str, work: str | None = None) -> tuple[Recipe, list, Any]:
+def _setup(recipe_json: str, work: str | None = None) -> tuple[Recipe, list[list], Any]:
+    """The recipe, its stages per source (after `stage_overrides`) and the tokenizer, cached per process."""
     if _CACHE.get("key") != (recipe_json, work):
         recipe = Recipe.model_validate_json(recipe_json)
-        stages = [build_stage(s.name, _with_frequent(s.name, s.params(), work)) for s in recipe.stages]
+        per_source = source_stages(recipe, work)
         tok = load_tokenizer(recipe.tokenizer.path)
-        _CACHE.update(key=(recipe_json, work), value=(recipe, stages, tok))
+        _CACHE.update(key=(recipe_json, work), value=(recipe, per_source, tok))
     return _CACHE["value"]
+
+
+def source_stages(recipe: Recipe, work: str | None = None) -> list[list]:
+    """Instantiated stages for each source; sources with the same overrides share the objects."""
+    check_overrides(recipe)
+    built: dict[str, list] = {}
+    out = []
+    for i, src in enumerate(recipe.sources):
+        key = json.dumps(src.stage_overrides, sort_keys=True)
+        if key not in built:
+            built[key] = [build_stage(s.name, _with_frequent(s.name, s.params(), work)) for s in recipe.stages_for(i)]
+        out.append(built[key])
+    return out
+
+
+def check_overrides(recipe: Recipe) -> None:
+    """Per-source overrides may only touch per-document stages (global ones see all sources at once)."""
+    from .stages import STAGES, build_stage as _load  # noqa: F401 - importing registers the stages
+
+    _load("normalize", {})
+    for src in recipe.sources:
+        glob = sorted(n for n in src.stage_overrides if n in STAGES and STAGES[n].is_global)
+        if glob:
+            raise BuildError(f"source {src.name!r}: stage_overrides apply to per-document stages; "
+                             f"{glob} run once over all sources")
 
 
 def _with_frequent(name: str, params: dict, work: str | None) -> dict:
@@ -107,9 +133,10 @@ def split_of(doc_id: str, seed: int, val_ratio: float) -> int:
 def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     """Read, clean, hash, split and tokenize one unit; write its results atomically to `work`."""
     recipe_json, unit, work = task
-    recipe, stages, tok = _setup(recipe_json, work)
+    recipe, per_source, tok = _setup(recipe_json, work)
     t0 = time.perf_counter()
     src = recipe.sources[unit.source_index]
+    stages = per_source[unit.source_index]
     chain = Chain(stages, recipe.output.rejected_samples)
     reader = FileReader(unit.path, unit.rel, src, recipe.limits)
     bad: list[dict] = []
@@ -257,6 +284,7 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
     executor = executor or LocalExecutor(recipe.workers)
+    check_overrides(recipe)
     with _Lock(out):
         work = os.path.join(out, ".work")
         state_path = os.path.join(work, "state.json")

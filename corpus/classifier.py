@@ -100,18 +100,22 @@ def collect(recipe: Any, cfg: ClassifierConfig,
     from .readers import FileReader
     from .stages import Chain, build_stage
 
-    pre: list[Stage] = []
-    if cfg.clean:
-        for s in recipe.stages:
-            if s.name == "domain_classifier":
-                break
-            st = build_stage(s.name, s.params())
-            if not st.is_global and s.name != "line_dedup":  # line_dedup needs the build's counting pass
-                pre.append(st)
-    chain = Chain(pre, 0)
+    def pre_chain(i: int) -> Chain:
+        pre: list[Stage] = []
+        if cfg.clean:
+            for s in recipe.stages_for(i):
+                if s.name == "domain_classifier":
+                    break
+                st = build_stage(s.name, s.params())
+                if not st.is_global and s.name != "line_dedup":  # line_dedup needs the build's counting pass
+                    pre.append(st)
+        return Chain(pre, 0)
+
+    chains = [pre_chain(i) for i in range(len(recipe.sources))]
     samples = {lab: _Sample(cfg.max_docs_per_label) for lab in LABELS}
     for unit in plan_units(recipe):
         src = recipe.sources[unit.source_index]
+        chain = chains[unit.source_index]
         if on_file:
             on_file(unit.rel)
         for item in FileReader(unit.path, unit.rel, src, recipe.limits):

@@ -35,6 +35,10 @@ class SourceConfig(_Strict):
     weight: float | None = Field(default=None, gt=0)  # target share of train tokens
     epochs: float | None = Field(default=None, gt=0)  # or: how many passes over the source
     languages: list[str] | None = None  # language-ID keep list for this source (None: recipe default)
+    # per-source changes to the recipe's per-document stages: {stage: {param: value, ...}} merges
+    # into that stage's parameters for this source, {stage: false} skips it (e.g. a curated corpus
+    # that its own pipeline already length-filtered, or statutes that are not web pages)
+    stage_overrides: dict[str, dict[str, Any] | Literal[False]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _weight_or_epochs(self) -> "SourceConfig":
@@ -123,6 +127,27 @@ class Recipe(_Strict):
         if not v:
             raise ValueError("a recipe needs at least one source")
         return v
+
+    @model_validator(mode="after")
+    def _overrides_name_stages(self) -> "Recipe":
+        names = {s.name for s in self.stages}
+        for src in self.sources:
+            unknown = set(src.stage_overrides) - names
+            if unknown:
+                raise ValueError(f"source {src.name!r}: stage_overrides name stages not in the recipe: "
+                                 f"{sorted(unknown)}")
+        return self
+
+    def stages_for(self, source_index: int) -> list[StageConfig]:
+        """The recipe's stages with one source's `stage_overrides` applied."""
+        ov = self.sources[source_index].stage_overrides
+        out = []
+        for st in self.stages:
+            o = ov.get(st.name)
+            if o is False:
+                continue
+            out.append(StageConfig(name=st.name, **{**st.params(), **o}) if o else st)
+        return out
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "Recipe":

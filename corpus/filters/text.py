@@ -43,6 +43,8 @@ _WORD = re.compile(
 _CJK = re.compile(f"[{_CJK_CHARS}]")
 PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】…—·「」『』〈〉﹏～")
 
+_SPLIT_SPECIAL = frozenset(["cannot", "Cannot", "CANNOT"])  # spaCy: "can" "not"
+
 EN_STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])  # Gopher / datatrove
 # Chinese function words standing in for Gopher's stop words (any real sentence has several)
 ZH_STOP_WORDS = frozenset("的了是在和有我这不也就都而及与着或一个们之为以于")
@@ -98,4 +100,4 @@ ALPHA = _Memo(has_alpha)
 
 def tokens(text: str) -> list[str]:
     """`split_words` without the cache (for the many short lines of line-level rules)."""
-    return _WORD.findall(text)
+    return split_words.__wrapped__(text)

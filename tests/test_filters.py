@@ -227,3 +227,23 @@ def test_stage_overrides_per_source(shared, tmp_path):
                                                       "stage_overrides": {"exact_dedup": False}}]})
     with pytest.raises(BuildError, match="per-document"):
         build(bad, str(tmp_path / "c"))
+
+
+def test_traditional_to_simplified_with_opencc(shared):
+    """A Zhihu answer written in traditional characters becomes simplified; simplified text is untouched."""
+    rows = [json.loads(l)["content"] for l in open(shared / "general/flagdata_web_zh/qa_demo_input.jsonl",
+                                                   encoding="utf-8")]
+    st = build_stage("fix_encoding", {"t2s": True})
+    trad = rows[19]
+    assert "這個問題" in trad
+    out = st.apply(Document("19", trad, "qa"))
+    assert "這個問題" not in out.text and "这个问题" in out.text and len(out.text) == len(trad)
+    # simplified statutes: OpenCC changes 5 of 1.79M characters (variant forms), nothing else
+    changed = total = 0
+    for f in expand_paths([str(shared / "domain/lawrefbook_zh")]):
+        law = open(f, encoding="utf-8").read()
+        new = st.apply(Document(f, law, "law")).text
+        assert len(new) == len(law)
+        changed += sum(a != b for a, b in zip(law, new))
+        total += len(law)
+    assert changed / total < 1e-5

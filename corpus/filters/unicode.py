@@ -1,5 +1,5 @@
 """Encoding repair: Latin-1/cp1252 mojibake (ftfy), the GBK line-wrap artefact `崐`, runs of
-U+FFFD; optional traditional → simplified Chinese when OpenCC is installed."""
+U+FFFD; optional traditional → simplified Chinese with OpenCC (`t2s: true`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class FixEncoding(Stage):
         super().__init__(**params)
         self._cc = None
         if self.p.t2s:
-            import opencc  # optional: pip install opencc
+            import opencc
 
             self._cc = opencc.OpenCC("t2s")
 

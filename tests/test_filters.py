@@ -247,3 +247,16 @@ def test_traditional_to_simplified_with_opencc(shared):
         changed += sum(a != b for a, b in zip(law, new))
         total += len(law)
     assert changed / total < 1e-5
+
+
+def test_word_split_fast_paths_equal_the_regex(shared):
+    """split_words skips the regex for plain ASCII words and CJK-only chunks: same tokens."""
+    from corpus.filters.text import _WORD, split_words
+
+    texts = [json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")][:100]
+    texts += [json.loads(l)["raw_content"] for l in open(shared / "general/flagdata_web_zh/cleared1.jsonl",
+                                                           encoding="utf-8")]
+    texts += [open(f, encoding="utf-8").read() for f in expand_paths([str(shared / "domain/lawrefbook_zh")])[:30]]
+    texts += ["中文……测试——破折号...和--连字符 ＡＢＣ１２３ U.S. can't", "cannot Cannot 9pm 第3条"]
+    for t in texts:
+        assert split_words.__wrapped__(t) == _WORD.findall(t)

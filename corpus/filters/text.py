@@ -43,6 +43,7 @@ _WORD = re.compile(
 _CJK = re.compile(f"[{_CJK_CHARS}]")
 PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】…—·「」『』〈〉﹏～")
 
+_NON_CJK_WORD = re.compile(rf"[^\W{_CJK_CHARS}]")  # a letter/digit/underscore that is not CJK
 _SPLIT_SPECIAL = frozenset(["cannot", "Cannot", "CANNOT"])  # spaCy: "can" "not"
 
 EN_STOP_WORDS = frozenset(["the", "be", "to", "of", "and", "that", "have", "with"])  # Gopher / datatrove
@@ -56,7 +57,17 @@ def split_words(text: str) -> list[str]:
 
     Cached for the last few texts: the stages of one chain split the same document several
     times. The list is shared: callers must not modify it."""
-    return _WORD.findall(text)
+    out: list[str] = []
+    add, extend, find = out.append, out.extend, _WORD.findall
+    for chunk in text.split():  # no token spans whitespace, so chunks can be split on their own
+        if chunk.isalpha() and chunk.isascii() and chunk not in _SPLIT_SPECIAL:
+            add(chunk)  # a plain ASCII word: one token, no regex (most English chunks)
+        elif not chunk.isascii() and _NON_CJK_WORD.search(chunk) is None and ".." not in chunk \
+                and "--" not in chunk:
+            extend(chunk)  # only CJK characters and punctuation marks: every character is a token
+        else:
+            extend(find(chunk))
+    return out
 
 
 def cjk_ratio(text: str) -> float:

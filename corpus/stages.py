@@ -163,6 +163,9 @@ class Chain:
 # the basic stages
 
 
+# full-width forms U+FF01..U+FF5E are ASCII 0x21..0x7E shifted by 0xFEE0
+_FULLWIDTH_ALL = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_FULLWIDTH_ALNUM = {c: v for c, v in _FULLWIDTH_ALL.items() if chr(v).isalnum()} | {0x3000: 0x20}
 _WS_RUN = re.compile(r"[ \t\u00a0\u3000]+\n")
 _MANY_NL = re.compile(r"\n{3,}")
 
@@ -173,6 +176,9 @@ class Normalize(Stage):
 
     NFKC also folds full-width ASCII (ＡＢＣ１２３) to ASCII; it is off by default because it
     also rewrites CJK compatibility characters that legal texts use on purpose.
+    `fold_fullwidth_ascii` folds only U+FF01–U+FF5E (and the ideographic space) to ASCII, which
+    is what most Chinese pipelines want from NFKC; Chinese punctuation (，。：) is left alone
+    unless `fold_fullwidth_punct` is also set.
     """
 
     name = "normalize"
@@ -180,9 +186,13 @@ class Normalize(Stage):
     class Params(StageParams):
         form: str = "NFC"
         collapse_blank_lines: bool = True
+        fold_fullwidth_ascii: bool = False
+        fold_fullwidth_punct: bool = False
 
     def apply(self, doc: Document) -> Document | Drop:
         t = unicodedata.normalize(self.p.form, doc.text)
+        if self.p.fold_fullwidth_ascii:
+            t = t.translate(_FULLWIDTH_ALL if self.p.fold_fullwidth_punct else _FULLWIDTH_ALNUM)
         t = _WS_RUN.sub("\n", t)
         if self.p.collapse_blank_lines:
             t = _MANY_NL.sub("\n\n", t)

@@ -260,3 +260,29 @@ def test_word_split_fast_paths_equal_the_regex(shared):
     texts += ["中文……测试——破折号...和--连字符 ＡＢＣ１２３ U.S. can't", "cannot Cannot 9pm 第3条"]
     for t in texts:
         assert split_words.__wrapped__(t) == _WORD.findall(t)
+
+
+def test_fullwidth_ascii_folding():
+    st = build_stage("normalize", {"fold_fullwidth_ascii": True})
+    out = st.apply(Document("x", "ＧＤＰ增长１２．５％，见第３条。", "t"))
+    assert out.text == "GDP增长12．5％，见第3条。"  # letters and digits folded, Chinese punctuation kept
+    st = build_stage("normalize", {"fold_fullwidth_ascii": True, "fold_fullwidth_punct": True})
+    assert st.apply(Document("x", "ＧＤＰ增长１２．５％，见第３条。", "t")).text == "GDP增长12.5%,见第3条。"
+    assert build_stage("normalize", {}).apply(Document("x", "ＡＢＣ", "t")).text == "ＡＢＣ"
+
+
+def test_per_source_language_lists(shared, tmp_path):
+    """A source's `languages` replaces the stage's list for that source only."""
+    from corpus.build import build
+    from corpus.recipe import Recipe
+
+    law = str(shared / "domain/lawrefbook_zh")
+    r = Recipe.model_validate({
+        "name": "langs", "tokenizer": {"path": str(shared / "tokenizers/llama/tokenizer.model")},
+        "packing": {"seq_len": 256},
+        "sources": [{"name": "zh_ok", "paths": [law]}, {"name": "en_only", "paths": [law], "languages": ["en"]}],
+        "stages": [{"name": "language", "languages": ["zh", "en"]}]})
+    rep = build(r, str(tmp_path / "b")).report
+    lang = {s: next(x for x in rows if x["stage"] == "language") for s, rows in rep["funnel"].items()}
+    assert lang["zh_ok"]["docs_out"] == lang["zh_ok"]["docs_in"] > 200
+    assert lang["en_only"]["docs_out"] == 0 and lang["en_only"]["drops"]["language:unwanted_language"] > 200

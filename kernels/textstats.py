@@ -11,43 +11,69 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+_B = np.uint64(0x100000001B3)  # odd multiplier of the rolling polynomial hash
 
 
-@nb.njit(cache=True, inline="always")
-def _gram_hash(h, i, n):
-    g = np.uint64(0xCBF29CE484222325)
-    for k in range(i, i + n):
-        g = (g ^ h[k]) * np.uint64(0x100000001B3)
-        g ^= g >> np.uint64(29)
-    return g
+@nb.njit(cache=True)
+def _window_hashes(h, n):
+    """Hash of every window of n consecutive word hashes, rolling: O(len) whatever n is
+    (a polynomial in _B mod 2^64, then a splitmix64 finaliser so low bits index a table)."""
+    m = h.shape[0] - n + 1
+    out = np.empty(max(m, 0), np.uint64)
+    if m <= 0:
+        return out
+    bn = np.uint64(1)
+    for _ in range(n):
+        bn *= _B
+    acc = np.uint64(0)
+    for k in range(n):
+        acc = acc * _B + h[k]
+    for i in range(m):
+        if i > 0:
+            acc = acc * _B + h[i + n - 1] - h[i - 1] * bn
+        z = acc + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        out[i] = z ^ (z >> np.uint64(31))
+    return out
+
+
+@nb.njit(cache=True)
+def _table_bits(m):
+    bits = 4
+    while (1 << bits) < 2 * m:
+        bits += 1
+    return bits
 
 
 @nb.njit(cache=True)
 def top_ngram_chars(h, lens, n, sep_len):
     """Characters covered by the most frequent n-gram: len(gram) * count, where len counts
     `sep_len` characters between words; ties go to the n-gram that occurs first (as
-    collections.Counter.most_common does)."""
-    m = h.shape[0] - n + 1
+    collections.Counter.most_common does). One pass with an open-addressing count table."""
+    g = _window_hashes(h, n)
+    m = g.shape[0]
     if m <= 0:
         return 0
-    g = np.empty(m, np.uint64)
+    bits = _table_bits(m)
+    mask = np.uint64((1 << bits) - 1)
+    keys = np.empty(1 << bits, np.uint64)
+    used = np.zeros(1 << bits, np.uint8)
+    count = np.zeros(1 << bits, np.int64)
+    first = np.zeros(1 << bits, np.int64)
     for i in range(m):
-        g[i] = _gram_hash(h, i, n)
-    order = np.argsort(g, kind="mergesort")  # stable: within a run, positions ascend
-    best_count, best_first, best_pos = 0, m, 0
-    i = 0
-    while i < m:
-        j = i + 1
-        while j < m and g[order[j]] == g[order[i]]:
-            j += 1
-        c = j - i
-        first = order[i]
-        if c > best_count or (c == best_count and first < best_first):
-            best_count, best_first, best_pos = c, first, first
-        i = j
+        j = g[i] & mask
+        while used[j] and keys[j] != g[i]:
+            j = (j + np.uint64(1)) & mask
+        if not used[j]:
+            used[j], keys[j], first[j] = 1, g[i], i
+        count[j] += 1
+    best_count, best_first = 0, m
+    for j in range(1 << bits):
+        if used[j] and (count[j] > best_count or (count[j] == best_count and first[j] < best_first)):
+            best_count, best_first = count[j], first[j]
     glen = 0
-    for k in range(best_pos, best_pos + n):
+    for k in range(best_first, best_first + n):
         glen += lens[k]
     glen += (n - 1) * sep_len
     return glen * best_count
@@ -57,20 +83,26 @@ def top_ngram_chars(h, lens, n, sep_len):
 def dup_ngram_chars(h, lens, n):
     """Characters in n-grams that repeat an earlier n-gram, scanning left to right and skipping
     past each repeat (datatrove's find_all_duplicate); n-gram length = sum of its words' lengths."""
-    m = h.shape[0] - n + 1
-    seen = set()
-    seen.add(np.uint64(0))
-    seen.discard(np.uint64(0))
+    g = _window_hashes(h, n)
+    m = g.shape[0]
+    if m <= 0:
+        return 0
+    bits = _table_bits(m)
+    mask = np.uint64((1 << bits) - 1)
+    keys = np.empty(1 << bits, np.uint64)
+    used = np.zeros(1 << bits, np.uint8)
     rep = 0
     i = 0
     while i < m:
-        g = _gram_hash(h, i, n)
-        if g in seen:
+        j = g[i] & mask
+        while used[j] and keys[j] != g[i]:
+            j = (j + np.uint64(1)) & mask
+        if used[j]:  # seen before: the whole n-gram is repeated text
             for k in range(i, i + n):
                 rep += lens[k]
             i += n
         else:
-            seen.add(g)
+            used[j], keys[j] = 1, g[i]
             i += 1
     return rep
 

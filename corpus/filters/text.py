@@ -41,6 +41,7 @@ _WORD = re.compile(
     rf"|[^\W_{_CJK_CHARS}]+"
     rf"|\.{{2,}}|-{{2,}}|_+|[^\w\s]")
 _CJK = re.compile(f"[{_CJK_CHARS}]")
+_CJK_RUN = re.compile(f"[{_CJK_CHARS}]+")
 PUNCTUATION = set(string.punctuation) | set("，。！？；：、“”‘’（）《》【】…—·「」『』〈〉﹏～")
 
 _NON_CJK_WORD = re.compile(rf"[^\W{_CJK_CHARS}]")  # a letter/digit/underscore that is not CJK
@@ -73,7 +74,7 @@ def split_words(text: str) -> list[str]:
 def cjk_ratio(text: str) -> float:
     """Share of non-space characters that are CJK."""
     n = len(text) - text.count(" ") - text.count("\n")
-    return len(_CJK.findall(text)) / n if n > 0 else 0.0
+    return sum(map(len, _CJK_RUN.findall(text))) / n if n > 0 else 0.0  # runs: 4x fewer objects
 
 
 def is_cjk(text: str, threshold: float = 0.3) -> bool:

@@ -39,11 +39,21 @@ def _window_hashes(h, n):
 
 
 @nb.njit(cache=True)
-def _table_bits(m):
+def _new_table(m):
+    """An open-addressing hash table for m keys at most: (mask, keys, used), load <= 1/2."""
     bits = 4
     while (1 << bits) < 2 * m:
         bits += 1
-    return bits
+    return np.uint64((1 << bits) - 1), np.empty(1 << bits, np.uint64), np.zeros(1 << bits, np.uint8)
+
+
+@nb.njit(cache=True, inline="always")
+def _slot(key, mask, keys, used):
+    """The slot holding `key`, or the empty slot where it goes (linear probing)."""
+    j = key & mask
+    while used[j] and keys[j] != key:
+        j = (j + np.uint64(1)) & mask
+    return j
 
 
 @nb.njit(cache=True)
@@ -55,21 +65,16 @@ def top_ngram_chars(h, lens, n, sep_len):
     m = g.shape[0]
     if m <= 0:
         return 0
-    bits = _table_bits(m)
-    mask = np.uint64((1 << bits) - 1)
-    keys = np.empty(1 << bits, np.uint64)
-    used = np.zeros(1 << bits, np.uint8)
-    count = np.zeros(1 << bits, np.int64)
-    first = np.zeros(1 << bits, np.int64)
+    mask, keys, used = _new_table(m)
+    count = np.zeros(keys.shape[0], np.int64)
+    first = np.zeros(keys.shape[0], np.int64)
     for i in range(m):
-        j = g[i] & mask
-        while used[j] and keys[j] != g[i]:
-            j = (j + np.uint64(1)) & mask
+        j = _slot(g[i], mask, keys, used)
         if not used[j]:
             used[j], keys[j], first[j] = 1, g[i], i
         count[j] += 1
     best_count, best_first = 0, m
-    for j in range(1 << bits):
+    for j in range(keys.shape[0]):
         if used[j] and (count[j] > best_count or (count[j] == best_count and first[j] < best_first)):
             best_count, best_first = count[j], first[j]
     glen = 0
@@ -87,16 +92,11 @@ def dup_ngram_chars(h, lens, n):
     m = g.shape[0]
     if m <= 0:
         return 0
-    bits = _table_bits(m)
-    mask = np.uint64((1 << bits) - 1)
-    keys = np.empty(1 << bits, np.uint64)
-    used = np.zeros(1 << bits, np.uint8)
+    mask, keys, used = _new_table(m)
     rep = 0
     i = 0
     while i < m:
-        j = g[i] & mask
-        while used[j] and keys[j] != g[i]:
-            j = (j + np.uint64(1)) & mask
+        j = _slot(g[i], mask, keys, used)
         if used[j]:  # seen before: the whole n-gram is repeated text
             for k in range(i, i + n):
                 rep += lens[k]

@@ -126,6 +126,16 @@ def test_build_mines_general_sources_and_records_scores(trained, tmp_path):
     sample = [json.loads(l) for l in open(rej, encoding="utf-8")]
     assert sample and all(s["detail"].startswith("P(domain)=") for s in sample)
     assert all(kinds[s["source"]] == "general" for s in sample)
+    # the report plots the score histograms; `corpus stats` prints them as a sparkline
+    from shards.report import make_report
+
+    html = open(make_report(str(out), str(tmp_path / "r.html")), encoding="utf-8").read()
+    assert "<h2>Stage scores</h2><img" in html
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
+    env["COLUMNS"] = "200"
+    r = subprocess.run([sys.executable, "-m", "corpus.cli", "stats", str(out)], capture_output=True, text=True,
+                       cwd=ROOT, env=env)
+    assert r.returncode == 0 and "score 0→1" in r.stdout
     # a retrained model is an input change: the old units are not silently reused
     os.utime(model, (1, 1))
     (out / "manifest.json").unlink()

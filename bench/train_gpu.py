@@ -57,7 +57,8 @@ def baseline(shards: str, model_name: str, mb: int, steps: int, warm: int) -> di
             "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30}
 
 
-def ours(shards: str, model_name: str, mb: int, steps: int, warm: int, liger: bool, out: str) -> dict:
+def ours(shards: str, model_name: str, mb: int, steps: int, warm: int, liger: bool, out: str,
+         doc_attention: str = "none") -> dict:
     import torch
 
     from train.config import TrainConfig
@@ -65,7 +66,7 @@ def ours(shards: str, model_name: str, mb: int, steps: int, warm: int, liger: bo
 
     cfg = TrainConfig(shards=shards, out=out, model=model_name, micro_batch=mb, steps=warm + steps, lr=3e-4,
                       warmup_ratio=0.01, eval_interval=0, eval_rows=8, log_interval=1, zero_stage=2,
-                      precision="bf16", liger=liger, tensorboard=False)
+                      precision="bf16", liger=liger, tensorboard=False, doc_attention=doc_attention)
     res = train(cfg, progress=False)
     recs = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl")) if '"train"' in l]
     recs = recs[warm:]
@@ -85,6 +86,10 @@ CONFIGS = {
     "baseline-1b": ("baseline", "1b", 8, False),
     "ours-1b": ("ours", "1b", 8, True),
     "ours-1b-mb16": ("ours", "1b", 16, True),
+    # packed-document attention (doc_attention): positions reset / block-diagonal causal mask
+    "ours-124m-mb32-reset": ("ours", "124m", 32, True, "reset_positions"),
+    "ours-124m-mb32-mask": ("ours", "124m", 32, True, "mask"),
+    "ours-1b-mb8-mask": ("ours", "1b", 8, True, "mask"),
 }
 
 
@@ -98,11 +103,12 @@ def main() -> None:
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        kind, model, mb, liger = CONFIGS[a.one]
+        kind, model, mb, liger, *doc = CONFIGS[a.one]
         if kind == "baseline":
             r = baseline(a.shards, model, mb, a.steps, a.warm)
         else:
-            r = ours(a.shards, model, mb, a.steps, a.warm, liger, os.path.join(os.path.dirname(a.out), "run-" + a.one))
+            r = ours(a.shards, model, mb, a.steps, a.warm, liger, os.path.join(os.path.dirname(a.out), "run-" + a.one),
+                     *doc)
         print("RESULT " + json.dumps(r), flush=True)
         return
     results = {}

@@ -43,6 +43,8 @@ def run(
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="end this session after N steps"),
     liger: Optional[bool] = typer.Option(None, "--liger/--no-liger", help="fused liger-kernel ops (GPU)"),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps"),
+    doc_attention: Optional[str] = typer.Option(None, "--doc-attention",
+                                                help="none | reset_positions | mask (no attention across packed documents)"),
     seed: Optional[int] = typer.Option(None, "--seed"),
 ) -> None:
     """Train (or resume) on the shards; logs loss, lr, tokens, tokens/s, MFU and per-source val perplexity."""
@@ -54,7 +56,8 @@ def run(
                 lr_scale_batch=lr_scale_batch, pretrain_max_lr=pretrain_max_lr, zero_stage=zero_stage,
                 offload_optimizer=offload_optimizer, offload_params=offload_params, precision=precision,
                 eval_interval=eval_interval, eval_rows=eval_rows, save_interval=save_interval, lora_r=lora_r, seed=seed,
-                train_sources=train_sources or None, stop_after=stop_after, liger=liger, warmup_steps=warmup_steps)
+                train_sources=train_sources or None, stop_after=stop_after, liger=liger, warmup_steps=warmup_steps,
+                doc_attention=doc_attention)
     if resume:
         over["resume"] = True
     if rewarm:

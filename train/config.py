@@ -53,7 +53,10 @@ class TrainConfig(BaseModel):
     liger: bool = False  # fused RoPE/RMSNorm/SwiGLU/cross-entropy kernels (GPU, liger-kernel installed)
 
     # data
-    doc_attention: Literal["none", "reset_positions"] = "none"
+    # none: attention and positions run across packed documents (LLaMA, most CPT recipes);
+    # reset_positions: RoPE positions restart per document; mask: also a block-diagonal causal
+    # attention mask, so no token attends to another document (LLaMA-3's intra-document masking)
+    doc_attention: Literal["none", "reset_positions", "mask"] = "none"
     train_sources: list[str] | None = None  # restrict training to these sources
 
     # monitoring

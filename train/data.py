@@ -25,6 +25,7 @@ class Batch:
     labels: torch.Tensor  # int64, -100 where padding
     position_ids: torch.Tensor | None
     tokens: int  # real (non-pad) tokens
+    attention_mask: torch.Tensor | None = None  # (B, 1, L, L) bool, block-diagonal causal (doc masking)
 
 
 class RowSource:
@@ -51,27 +52,37 @@ class RowSource:
                 out[sel] = np.take(sh.tokens, local, axis=0)
             valid[sel] = sh.bounds.row_valid[local]
 
+    def _segments(self, row: int) -> np.ndarray:
+        k = int(np.searchsorted(self.starts, row, side="right") - 1)
+        return self.shards[k].bounds.segments(row - int(self.starts[k]))
+
     def positions(self, row: int) -> np.ndarray:
         """Position ids that restart at 0 at every document start inside the row."""
-        k = int(np.searchsorted(self.starts, row, side="right") - 1)
-        b = self.shards[k].bounds
-        r = row - int(self.starts[k])
-        segs = b.segments(r)
         pos = np.arange(self.seq_len, dtype=np.int64)
-        for s in segs[1:]:
+        for s in self._segments(row)[1:]:
             pos[s:] -= pos[s]
         return pos
+
+    def segment_ids(self, row: int) -> np.ndarray:
+        """0, 1, 2 ... per document segment of the row (padding belongs to the last segment)."""
+        seg = np.zeros(self.seq_len, np.int32)
+        seg[self._segments(row)[1:]] = 1
+        return np.cumsum(seg, dtype=np.int32)
 
 
 class Loader:
     """Deterministic, resumable, rank-disjoint batches over a `RowSource`."""
 
     def __init__(self, src: RowSource, micro_batch: int, seed: int, rank: int = 0, world: int = 1,
-                 device: torch.device | str = "cpu", shuffle: bool = True, reset_positions: bool = False):
+                 device: torch.device | str = "cpu", shuffle: bool = True, reset_positions: bool = False,
+                 doc_mask: bool = False):
         if src.n_rows < micro_batch * world:
             raise ValueError(f"only {src.n_rows} rows for a global micro-batch of {micro_batch * world}")
         self.src, self.mb, self.seed, self.rank, self.world = src, micro_batch, seed, rank, world
-        self.device, self.shuffle, self.reset_positions = torch.device(device), shuffle, reset_positions
+        # a document mask implies document positions: each document then sees exactly what it
+        # would see alone in a row (LLaMA-3's intra-document attention)
+        self.device, self.shuffle = torch.device(device), shuffle
+        self.reset_positions, self.doc_mask = reset_positions or doc_mask, doc_mask
         self.per_epoch = src.n_rows // (micro_batch * world)  # micro-steps per epoch (the ragged end is skipped)
         self.cursor = 0  # global micro-steps consumed
         self._perm_epoch, self._perm = -1, np.zeros(0, np.int64)
@@ -100,10 +111,16 @@ class Loader:
         L = self.src.seq_len
         valid = torch.from_numpy(self._valid.copy()).to(self.device)
         labels = ids.masked_fill(torch.arange(L, device=self.device)[None, :] >= valid[:, None], -100)
-        pos = None
+        pos = mask = None
         if self.reset_positions:
             pos = torch.from_numpy(np.stack([self.src.positions(int(r)) for r in rows])).to(self.device)
-        return Batch(ids, labels, pos, int(self._valid.sum()))
+        if self.doc_mask:
+            # block-diagonal causal mask, built on the device from one int per token: (B, 1, L, L)
+            # bools, L*L bytes per row (4 MiB at 2048); SDPA then runs its masked kernel
+            seg = torch.from_numpy(np.stack([self.src.segment_ids(int(r)) for r in rows])).to(self.device)
+            causal = torch.ones(L, L, dtype=torch.bool, device=self.device).tril_()
+            mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
+        return Batch(ids, labels, pos, int(self._valid.sum()), mask)
 
     def state(self) -> dict:
         return {"cursor": self.cursor, "seed": self.seed, "n_rows": self.src.n_rows, "world": self.world,

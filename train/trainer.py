@@ -142,6 +142,11 @@ class MetricsLog:
             self.wb.finish()
 
 
+def _doc_kw(cfg: TrainConfig) -> dict[str, bool]:
+    """Loader options for `doc_attention` (the same for training and held-out evaluation)."""
+    return {"reset_positions": cfg.doc_attention != "none", "doc_mask": cfg.doc_attention == "mask"}
+
+
 @torch.no_grad()
 def evaluate(engine: Any, ds: ShardDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
     """Held-out loss and perplexity per val source (the first eval_rows rows, always the same)."""
@@ -153,11 +158,12 @@ def evaluate(engine: Any, ds: ShardDataset, cfg: TrainConfig, device: torch.devi
         if n == 0:
             continue
         mb = min(cfg.micro_batch, n)
-        loader = Loader(rs, mb, 0, device=device, shuffle=False, reset_positions=cfg.doc_attention != "none")
+        loader = Loader(rs, mb, 0, device=device, shuffle=False, **_doc_kw(cfg))
         tot_loss, tot_tok = 0.0, 0
         for a in range(0, n - n % mb, mb):
             b = loader.load(np.arange(a, a + mb))
-            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids, use_cache=False)
+            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
+                         attention_mask=b.attention_mask, use_cache=False)
             ntok = int((b.labels[:, 1:] != -100).sum())
             tot_loss += float(res.loss) * ntok
             tot_tok += ntok
@@ -198,8 +204,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
     fpt = flops_per_token(n_noemb, mc.num_hidden_layers, mc.hidden_size, ds.seq_len)
 
     train_src = RowSource(ds, "train", cfg.train_sources)
-    loader = Loader(train_src, cfg.micro_batch, cfg.seed, rank, world, device,
-                    reset_positions=cfg.doc_attention == "reset_positions")
+    loader = Loader(train_src, cfg.micro_batch, cfg.seed, rank, world, device, **_doc_kw(cfg))
     global_batch = cfg.micro_batch * cfg.grad_accum * world
     lr = scaled_lr(cfg.lr, global_batch, cfg.lr_scale_batch)
     schedule = Schedule(cfg.schedule, cfg.steps, warmup_steps(cfg.steps, cfg.warmup_ratio, cfg.warmup_steps),
@@ -274,7 +279,8 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
         gnorm = None
         for micro in range(cfg.grad_accum):
             b = loader.next()
-            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids, use_cache=False)
+            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
+                         attention_mask=b.attention_mask, use_cache=False)
             engine.backward(res.loss)
             if log_now and micro == cfg.grad_accum - 1 and cfg.zero_stage == 0:
                 gnorm = _local_grad_norm(model)  # ZeRO-0 keeps no global norm; grads are whole here

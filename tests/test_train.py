@@ -173,6 +173,8 @@ def test_document_mask_makes_packed_documents_independent(small_build):
     masked = Loader(src, len(rows), 0, shuffle=False, doc_mask=True).load(np.array(rows))
     plain = Loader(src, len(rows), 0, shuffle=False).load(np.array(rows))
     assert masked.attention_mask.shape == (len(rows), 1, ds.seq_len, ds.seq_len)
+    for i, g in enumerate(rows):  # device-side positions equal the per-row reference
+        assert np.array_equal(masked.position_ids[i].numpy(), src.positions(g))
     with torch.no_grad():
         lm = model(input_ids=masked.input_ids, position_ids=masked.position_ids,
                    attention_mask=masked.attention_mask).logits

@@ -89,6 +89,7 @@ class Loader:
         pin = self.device.type == "cuda"
         self._buf = torch.empty((micro_batch, src.seq_len), dtype=torch.uint16, pin_memory=pin)
         self._valid = np.zeros(micro_batch, np.int32)
+        self._starts = np.zeros((micro_batch, src.seq_len), np.bool_)
 
     def _rows_for(self, step: int) -> np.ndarray:
         epoch, i = divmod(step, self.per_epoch)
@@ -113,13 +114,21 @@ class Loader:
         labels = ids.masked_fill(torch.arange(L, device=self.device)[None, :] >= valid[:, None], -100)
         pos = mask = None
         if self.reset_positions:
-            pos = torch.from_numpy(np.stack([self.src.positions(int(r)) for r in rows])).to(self.device)
-        if self.doc_mask:
-            # block-diagonal causal mask, built on the device from one int per token: (B, 1, L, L)
-            # bools, L*L bytes per row (4 MiB at 2048); SDPA then runs its masked kernel
-            seg = torch.from_numpy(np.stack([self.src.segment_ids(int(r)) for r in rows])).to(self.device)
-            causal = torch.ones(L, L, dtype=torch.bool, device=self.device).tril_()
-            mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
+            # one bool per token marks document starts (a slice assignment per row on the host);
+            # positions and segment ids follow on the device with a cummax and a cumsum
+            starts = self._starts
+            starts[:] = False
+            for i, r in enumerate(rows):
+                starts[i, self.src._segments(int(r))[1:]] = True
+            st = torch.from_numpy(starts).to(self.device)  # B*L bytes; the buffer is reused next batch
+            ar = torch.arange(L, device=self.device)
+            pos = ar - torch.where(st, ar, 0).cummax(dim=1).values
+            if self.doc_mask:
+                # block-diagonal causal mask: (B, 1, L, L) bools, L*L bytes per row (4 MiB at 2048);
+                # SDPA then runs its masked (memory-efficient) kernel
+                seg = st.cumsum(dim=1)
+                causal = torch.ones(L, L, dtype=torch.bool, device=self.device).tril_()
+                mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
         return Batch(ids, labels, pos, int(self._valid.sum()), mask)
 
     def state(self) -> dict:

@@ -39,24 +39,27 @@ def corpora() -> list[tuple[str, str, dict]]:
 
 
 def main() -> None:
-    print(f"{'corpus':40s} {'docs':>6s} {'kept':>6s} {'keep %':>7s} {'docs/s':>7s}  top drop reasons")
+    print(f"{'corpus':40s} {'docs':>6s} {'kept':>6s} {'keep %':>7s} {'chars %':>7s} {'docs/s':>7s}  top drop reasons")
     for name, path, kw in corpora():
         src = SourceConfig(name="x", paths=[path], **kw)
         ov = src.stage_overrides
         ch = Chain([build_stage(n, ov.get(n) or {}) for n in CHAIN if ov.get(n) is not False])
-        n = k = 0
+        n = k = c_in = c_kept = 0
         t = time.perf_counter()
         for f in expand_paths([path]):
             for d in FileReader(f, os.path.basename(f), src, LimitsConfig()):
                 if hasattr(d, "text"):
                     n += 1
-                    k += ch(d) is not None
+                    c_in += len(d.text)
+                    if ch(d) is not None:
+                        k += 1
+                        c_kept += len(d.text)  # the document's input size (transforms may shorten it)
         dt = time.perf_counter() - t
         drops: Counter = Counter()
         for s in ch.stats.values():
             drops.update(s.drops)
         top = ", ".join(f"{r}={c}" for r, c in drops.most_common(4))
-        print(f"{name:40s} {n:6d} {k:6d} {100 * k / n:6.1f}% {n / dt:7.0f}  {top}")
+        print(f"{name:40s} {n:6d} {k:6d} {100 * k / n:6.1f}% {100 * c_kept / c_in:6.1f}% {n / dt:7.0f}  {top}")
 
 
 if __name__ == "__main__":

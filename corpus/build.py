@@ -509,7 +509,6 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
                 "docs_split_across_rows": r["docs_split"], "truncated_tokens": 0,
                 "doc_token_percentiles": _pct(dl),
             }
-        tr = per_source[src.name]["train"]
         per_source[src.name]["target_share"] = None
         per_source[src.name]["repeats"] = int(repeats[s])
         per_source[src.name]["downsampled_docs"] = int(downsampled[s])

@@ -142,7 +142,7 @@ def dedup_files(inputs: list[str], out: str, stage: MinHashDedup, text_key: str 
     OUT/clusters.jsonl (`id` = the input's own id field when present)."""
     import zstandard
 
-    from .document import BadUnit, Document
+    from .document import Document
     from .readers import FileReader
     from .recipe import LimitsConfig, SourceConfig, expand_paths
 

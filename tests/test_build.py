@@ -3,7 +3,6 @@ refusal of a changed recipe, the lock, and the CLI."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 

@@ -1,7 +1,6 @@
 """Cleaning filters on real text: spam removed with the right reasons, good Chinese and
 English text kept, PII replaced, mixed-language documents kept, rejected samples written."""
 
-import gzip
 import json
 import os
 

@@ -1,7 +1,6 @@
 """Readers on every format of ../shared/data and on fixtures made from its real text:
 WuDao arrays, parquet, datasets dirs, GBK/UTF-16 copies, and corrupted copies."""
 
-import gzip
 import json
 import os
 import subprocess

@@ -2,12 +2,10 @@
 `chromium`, installed here when missing): not blank, every image loaded, no script errors;
 the spam removals are in the funnel with their samples."""
 
-import json
 import os
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 from conftest import LLAMA_TOKENIZER

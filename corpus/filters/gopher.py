@@ -12,7 +12,7 @@ from kernels.textstats import dup_ngram_chars, top_ngram_chars, word_arrays
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
-from .text import ALPHA, EN_STOP_WORDS, SYMBOL, ZH_STOP_WORDS, is_cjk, is_symbol_word, split_words
+from .text import ALPHA, EN_STOP_WORDS, SYMBOL, ZH_STOP_WORDS, is_cjk, split_words
 
 _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")

@@ -47,9 +47,13 @@ _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W\d_{_CJK}]+|\d+")
 
 
+_URL = re.compile(r"(?:https?://|www\.)\S+")
+
+
 def features(text: str, max_chars: int = 4000) -> str:
-    """The text as fastText sees it: lower-cased tokens separated by spaces, one line."""
-    toks = _TOKEN.findall(text[:max_chars].lower())
+    """The text as fastText sees it: lower-cased tokens separated by spaces, one line. URLs are
+    removed: their tokens (https, www, com, htm) say where a source was crawled, not its topic."""
+    toks = _TOKEN.findall(_URL.sub(" ", text[:max_chars]).lower())
     return " ".join(t for t in toks if not t[0].isdigit())
 
 

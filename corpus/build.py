@@ -17,6 +17,7 @@ on the order in which workers finish.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -47,13 +48,20 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of work: an input file of a source."""
+    """One unit of work: an input file of a source, or a byte range of a big JSON Lines file."""
 
     index: int
     source: str
     source_index: int
     path: str
     rel: str
+    start: int = 0  # byte range [start, end) cut at line ends, and the number of its first line
+    end: int = -1  # -1: the whole file
+    first_line: int = 1
+
+    @property
+    def byte_range(self) -> tuple[int, int, int] | None:
+        return None if self.end < 0 else (self.start, self.end, self.first_line)
 
     @property
     def key(self) -> str:
@@ -61,7 +69,12 @@ class Unit:
 
 
 def plan_units(recipe: Recipe) -> list[Unit]:
-    """Every input file of every source, in the deterministic order sources → sorted paths."""
+    """Every input file of every source, in the deterministic order sources → sorted paths;
+    uncompressed JSON Lines files over `limits.unit_bytes` become consecutive byte ranges, so
+    the output is the same as with one unit per file (same documents, ids and order)."""
+    from .readers import FileReader, line_ranges
+
+    cap = recipe.limits.unit_bytes
     units: list[Unit] = []
     for si, src in enumerate(recipe.sources):
         files = expand_paths(src.paths)
@@ -71,7 +84,12 @@ def plan_units(recipe: Recipe) -> list[Unit]:
         for f in files:
             root = next((r for r in roots if os.path.abspath(f).startswith(os.path.abspath(r) + os.sep)), None)
             rel = os.path.relpath(f, root) if root else os.path.basename(f)
-            units.append(Unit(len(units), src.name, si, f, rel))
+            if cap and os.path.isfile(f) and os.path.getsize(f) > cap and \
+                    FileReader(f, rel, src, recipe.limits).splittable():
+                for a, b, line in line_ranges(f, cap):
+                    units.append(Unit(len(units), src.name, si, f, rel, a, b, line))
+            else:
+                units.append(Unit(len(units), src.name, si, f, rel))
     return units
 
 
@@ -138,7 +156,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     src = recipe.sources[unit.source_index]
     stages = per_source[unit.source_index]
     chain = Chain(stages, recipe.output.rejected_samples)
-    reader = FileReader(unit.path, unit.rel, src, recipe.limits)
+    reader = FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range)
     bad: list[dict] = []
     bad_counts: Counter = Counter()
     ids: list[str] = []
@@ -290,7 +308,9 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         state_path = os.path.join(work, "state.json")
         units = plan_units(recipe)
         state = {"recipe_sha256": recipe.fingerprint(), "inputs": [_file_sig(u) for u in units]
-                 + [_stage_file_sig(p) for p in stage_files(recipe)]}
+                 + [_stage_file_sig(p) for p in stage_files(recipe)],
+                 # unit files are keyed by index: another cut of big files must not reuse them
+                 "plan": hashlib.sha256(json.dumps([[u.rel, u.start, u.end] for u in units]).encode()).hexdigest()}
         if os.path.exists(state_path) and not restart:
             old = json.load(open(state_path))
             diff = _describe_state_diff(old, state)
@@ -344,6 +364,8 @@ def _stage_file_sig(path: str) -> list:
 def _describe_state_diff(old: dict, new: dict) -> str:
     if old.get("recipe_sha256") != new["recipe_sha256"]:
         return "the recipe changed"
+    if "plan" in old and old["plan"] != new["plan"]:
+        return "the units changed (limits.unit_bytes cuts big files differently)"
     o = {tuple(x[:2]): x for x in old.get("inputs", [])}
     n = {tuple(x[:2]): x for x in new["inputs"]}
     added, removed = sorted(set(n) - set(o)), sorted(set(o) - set(n))
@@ -539,7 +561,8 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         "sources": [{"name": s.name, "kind": s.kind, "index": i} for i, s in enumerate(recipe.sources)],
         "splits": splits_summary, "per_source": per_source,
         # the worker count never changes the output, so it stays out of the checksummed manifest
-        "recipe": recipe.model_dump(mode="json", exclude={"workers"}), "recipe_sha256": recipe.fingerprint(),
+        "recipe": recipe.model_dump(mode="json", exclude={"workers": True, "limits": {"unit_bytes"}}),
+        "recipe_sha256": recipe.fingerprint(),
     }
     bad_units = [b for sm in summaries for b in sm["bad"]]
     bad_counts: Counter = Counter()
@@ -564,7 +587,8 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
                                            for p in per_source.values())),
               "bad_unit_counts": dict(bad_counts), "bad_units": bad_units,
               "funnel": funnel, "accounting": checks,
-              "per_unit": [{"file": sm["unit"]["path"], "source": sm["unit"]["source"], "records": sm["records"],
+              "per_unit": [{"file": sm["unit"]["path"], "source": sm["unit"]["source"],
+                            "bytes": [sm["unit"].get("start", 0), sm["unit"].get("end", -1)], "records": sm["records"],
                             "docs_in": sm["docs_in"], "docs_kept": sm["docs_kept"], "tokens": sm["tokens"],
                             "bad": sm["bad_counts"], "seconds": sm["seconds"]} for sm in summaries]}
     if not all(c["ok"] for c in checks.values()):

@@ -122,7 +122,7 @@ def collect(recipe: Any, cfg: ClassifierConfig,
         chain = chains[unit.source_index]
         if on_file:
             on_file(unit.rel)
-        for item in FileReader(unit.path, unit.rel, src, recipe.limits):
+        for item in FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range):
             if not isinstance(item, Document):
                 continue
             doc = chain(item)

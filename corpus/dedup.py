@@ -242,7 +242,8 @@ def count_lines_task(task: tuple[str, Any, str]) -> str:
     cfg = next(s for s in recipe.stages if s.name == "line_dedup")
     min_chars = int(cfg.params().get("min_chars", 10))
     parts = [line_hashes(d.text, min_chars) for d in FileReader(unit.path, unit.rel, recipe.sources[unit.source_index],
-                                                                recipe.limits) if isinstance(d, Document)]
+                                                                recipe.limits, unit.byte_range)
+             if isinstance(d, Document)]
     allh = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     h, c = np.unique(allh, return_counts=True)
     path = os.path.join(work, "units", unit.key + ".lines.npz")

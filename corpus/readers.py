@@ -54,6 +54,43 @@ def open_bytes(path: str) -> IO[bytes]:
     return f
 
 
+def is_compressed(head: bytes) -> bool:
+    """gzip, bz2, xz or zstd magic bytes (what `open_bytes` decompresses)."""
+    return (head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00"
+            or head[:4] == b"\x28\xb5\x2f\xfd")
+
+
+def line_ranges(path: str, unit_bytes: int) -> list[tuple[int, int, int]]:
+    """Cut a file into (start, end, first_line) byte ranges of about `unit_bytes`, each ending
+    just after a b'\\n' (or at EOF), with the 1-based number of the range's first line."""
+    size = os.path.getsize(path)
+    out: list[tuple[int, int, int]] = []
+    start, line = 0, 1
+    with open(path, "rb") as f:
+        while start < size:
+            end = min(size, start + unit_bytes)
+            if end < size:
+                f.seek(end - 1)
+                while True:  # extend to the end of the line that crosses the cut
+                    chunk = f.read(1 << 16)
+                    if not chunk:
+                        end = size
+                        break
+                    k = chunk.find(b"\n")
+                    if k >= 0:
+                        end = f.tell() - len(chunk) + k + 1
+                        break
+            out.append((start, end, line))
+            f.seek(start)
+            left = end - start
+            while left:  # count the range's lines for the next range's first line number
+                chunk = f.read(min(left, 16 << 20))
+                line += chunk.count(b"\n")
+                left -= len(chunk)
+            start = end
+    return out
+
+
 class _ZstdReader(io.RawIOBase):
     """zstd decompression that reads across frames and raises EOFError on a truncated stream
     (zstandard's stream_reader returns a silent EOF when the input is cut mid-frame)."""
@@ -222,8 +259,10 @@ class FileReader:
     the same wherever the corpus is mounted.
     """
 
-    def __init__(self, path: str, rel: str, src: SourceConfig, limits: LimitsConfig):
+    def __init__(self, path: str, rel: str, src: SourceConfig, limits: LimitsConfig,
+                 byte_range: tuple[int, int, int] | None = None):
         self.path, self.rel, self.src, self.limits = path, rel, src, limits
+        self.byte_range = byte_range  # (start, end, first line) of a plain JSON Lines file
         self.records = 0
 
     # -- helpers -------------------------------------------------------------------------
@@ -279,6 +318,10 @@ class FileReader:
             return
         enc = self.src.encoding or detect_encoding(head)
         kind = fmt if fmt != "auto" else self._sniff(head, enc)
+        if self.byte_range is not None:
+            with stream:
+                yield from self._read_jsonl_range(enc)
+            return
         try:
             with stream:
                 if kind in ("jsonl",):
@@ -317,9 +360,26 @@ class FileReader:
         return "txt"
 
     # -- JSON Lines ----------------------------------------------------------------------
-    def _read_jsonl(self, stream: IO[bytes], enc: str) -> Iterator[Document | BadUnit]:
-        offset = 0
-        for lineno, raw in enumerate(iter_lines(stream), 1):
+    def splittable(self) -> bool:
+        """An uncompressed JSON Lines file: can be read in byte ranges cut at line ends."""
+        if self.src.format not in ("auto", "jsonl") or os.path.isdir(self.path):
+            return False
+        with open(self.path, "rb") as f:
+            head = f.read(65536)
+        if not head.strip() or is_compressed(head) or looks_binary(head) or head.startswith(b"PAR1"):
+            return False
+        enc = self.src.encoding or detect_encoding(head)
+        return self.src.format == "jsonl" or self._sniff(head, enc) == "jsonl"
+
+    def _read_jsonl_range(self, enc: str) -> Iterator[Document | BadUnit]:
+        start, end, first_line = self.byte_range  # type: ignore[misc]
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            yield from self._read_jsonl(_Limited(f, end - start), enc, first_line, start)
+
+    def _read_jsonl(self, stream: IO[bytes], enc: str, first_line: int = 1,
+                    offset: int = 0) -> Iterator[Document | BadUnit]:
+        for lineno, raw in enumerate(iter_lines(stream), first_line):
             start, offset = offset, offset + len(raw) + 1
             if not raw.strip():
                 continue
@@ -540,6 +600,24 @@ def _has_magic(path: str, magic: bytes) -> bool:
 
 def _peek(stream: IO[bytes], n: int = 65536) -> bytes:
     return stream.read(n)
+
+
+class _Limited(io.RawIOBase):
+    """At most `n` bytes of a binary stream (one byte-range unit)."""
+
+    def __init__(self, f: IO[bytes], n: int):
+        self.f, self.left = f, n
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            return b""
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.f.read(size)
+        self.left -= len(data)
+        return data
 
 
 class _Rewind(io.RawIOBase):

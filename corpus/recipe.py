@@ -86,6 +86,9 @@ class LimitsConfig(_Strict):
     oversize: Literal["split", "drop"] = "split"
     strict: bool = False  # first bad unit is fatal
     max_bad_examples: int = Field(default=50, ge=0)
+    # an uncompressed JSON Lines file larger than this is read as several byte-range units (cut
+    # at line ends) so that one big file uses several workers; None: one unit per file
+    unit_bytes: int | None = Field(default=256 << 20, ge=4096)
 
 
 # stage parameters that name files: resolved from the YAML's folder like source paths
@@ -173,9 +176,11 @@ class Recipe(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of the recipe (minus worker count, which never changes output)."""
+        """sha256 of the canonical JSON of the recipe (minus worker count and unit size, which never
+        change the output)."""
         d = self.model_dump(mode="json")
         d.pop("workers", None)
+        d["limits"].pop("unit_bytes", None)  # how big files are cut into units never changes the output
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
 
 

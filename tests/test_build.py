@@ -152,3 +152,37 @@ def test_best_fit_on_the_demo_corpus_pads_under_one_percent(tmp_path):
     tr = [p["train"] for p in res.manifest["per_source"].values()]
     pad = sum(t["pad_tokens"] for t in tr) / sum(t["rows"] * 2048 for t in tr)
     assert pad < 0.01, pad
+
+
+def test_big_jsonl_as_byte_range_units_gives_the_same_build(shared, tmp_path):
+    """An uncompressed JSON Lines file cut into byte-range units (several workers on one file)
+    builds byte-identical shards to one unit per file: same documents, ids (file:line), order,
+    and the same line numbers for bad lines."""
+    from corpus.build import plan_units
+
+    lines = open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8").read().splitlines()
+    lines.insert(137, '{"text": "a broken line')  # a malformed line inside a later range
+    lines.insert(5, "")
+    big = tmp_path / "in" / "c4_big.jsonl"
+    big.parent.mkdir()
+    big.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # a BOM on line 1 as well
+    base = {"name": "ranges", "seed": 5, "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256},
+            "split": {"val_ratio": 0.1},
+            "sources": [{"name": "c4", "paths": [str(big)]},
+                        {"name": "law", "kind": "domain", "paths": [str(shared / "domain/lawrefbook_zh/宪法")]}]}
+    whole = Recipe.model_validate({**base, "limits": {"unit_bytes": None}})
+    cut = Recipe.model_validate({**base, "limits": {"unit_bytes": 65536}, "workers": 2})
+    units = [u for u in plan_units(cut) if u.source == "c4"]
+    assert len(units) >= 10 and units[0].start == 0 and units[-1].end == big.stat().st_size
+    assert all(a.end == b.start for a, b in zip(units, units[1:]))
+    ra, rb = build(whole, str(tmp_path / "a")).report, build(cut, str(tmp_path / "b")).report
+    fa, fb = build_files(tmp_path / "a"), build_files(tmp_path / "b")
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        assert fa[k] == fb[k], k
+    assert ra["bad_units"] == rb["bad_units"] and rb["bad_unit_counts"] == {"malformed_json": 1}
+    assert rb["bad_units"][0]["line"] == 139
+    # resuming with another cut is refused (unit files are keyed by position)
+    (tmp_path / "b" / "manifest.json").unlink()
+    with pytest.raises(BuildError, match="units changed"):
+        build(Recipe.model_validate({**base, "limits": {"unit_bytes": 131072}}), str(tmp_path / "b"))

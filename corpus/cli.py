@@ -309,6 +309,35 @@ def classifier_score(
             console.print(f"{v:.3f}  {i}  {x[:120]!r}", markup=False)
 
 
+tokenizer_app = typer.Typer(help="Tokenizer utilities.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@tokenizer_app.command("convert")
+def tokenizer_convert(
+    model: Path = typer.Argument(..., help="SentencePiece BPE tokenizer.model (LLaMA-style)"),
+    out: Path = typer.Option(..., "--out", "-o", help="tokenizer.json to write (tokenizer_config.json beside it)"),
+    check: Optional[list[Path]] = typer.Option(None, "--check", help="files whose text must encode identically"),
+) -> None:
+    """SentencePiece `tokenizer.model` → Hugging Face `tokenizer.json` with identical ids."""
+    from corpus.document import Document
+    from corpus.readers import FileReader
+    from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
+    from corpus.tokenizer import Tokenizer, spm_to_tokenizer_json
+
+    res = spm_to_tokenizer_json(str(model), str(out))
+    console.print(f"wrote {out}: {res['vocab_size']:,} pieces, {res['merges']:,} merges")
+    if check:
+        a, b = Tokenizer(str(model)), Tokenizer(str(out))
+        src = SourceConfig(name="check", paths=[str(c) for c in check])
+        texts = [d.text for p in expand_paths([str(c) for c in check])
+                 for d in FileReader(p, os.path.basename(p), src, LimitsConfig()) if isinstance(d, Document)]
+        bad = sum(not (len(x) == len(y) and (x == y).all()) for x, y in zip(a.encode_batch(texts), b.encode_batch(texts)))
+        console.print(f"{len(texts) - bad:,} of {len(texts):,} documents encode identically")
+        if bad:
+            raise typer.Exit(1)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -104,3 +104,48 @@ def _tok_id(tok: Any, token: str | None) -> int:
         return -1
     i = tok.token_to_id(token)
     return -1 if i is None else int(i)
+
+
+def spm_to_tokenizer_json(model_path: str, out: str) -> dict[str, Any]:
+    """Write a Hugging Face `tokenizer.json` that encodes exactly like a LLaMA-style SentencePiece
+    BPE model (byte fallback, "▁" for spaces, a "▁" prefix), plus a `tokenizer_config.json` naming
+    BOS/EOS/UNK. Returns a summary (vocab size, merges).
+
+    BPE merges are not stored in a `.model` file; SentencePiece applies the highest-scoring pair
+    whose merge is in the vocabulary. So every way of splitting a piece into two vocabulary
+    pieces becomes a merge ranked by the piece's score (ties: longer left part first, then longer
+    right part, then piece id order) — the rank order that reproduces SentencePiece's choices.
+    """
+    import sentencepiece as spm
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import decoders, normalizers
+    from tokenizers.models import BPE
+
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    n = sp.vocab_size()
+    vocab = {sp.id_to_piece(i): i for i in range(n)}
+    special = {i for i in range(n) if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i)}
+    ranked = []
+    for i in range(n):
+        if i in special:
+            continue
+        piece, score = sp.id_to_piece(i), sp.get_score(i)
+        splits = [(piece[:k], piece[k:]) for k in range(1, len(piece))]
+        splits = [(a, b) for a, b in splits if vocab.get(a, -1) >= 0 and vocab.get(b, -1) >= 0
+                  and vocab[a] not in special and vocab[b] not in special]
+        for a, b in sorted(splits, key=lambda ab: (vocab[ab[0]], vocab[ab[1]])):
+            ranked.append((-score, -len(a), -len(b), len(ranked), a, b))
+    merges = [(a, b) for *_, a, b in sorted(ranked)]
+    unk = sp.id_to_piece(sp.unk_id()) if sp.unk_id() >= 0 else None
+    tok = HFTokenizer(BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True, byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    os.makedirs(os.path.dirname(os.path.abspath(out)) or ".", exist_ok=True)
+    tok.save(out)
+    cfg = {"bos_token": sp.id_to_piece(sp.bos_id()) if sp.bos_id() >= 0 else None,
+           "eos_token": sp.id_to_piece(sp.eos_id()) if sp.eos_id() >= 0 else None,
+           "unk_token": unk, "pad_token": sp.id_to_piece(sp.pad_id()) if sp.pad_id() >= 0 else None,
+           "source": os.path.basename(model_path), "source_sha256": file_sha256(model_path)}
+    Path(out).with_name("tokenizer_config.json").write_text(json.dumps(cfg, indent=1))
+    return {"vocab_size": n, "merges": len(merges), "out": out}

@@ -126,6 +126,25 @@ def main() -> None:
         results.append(("HF tokenizers encode_batch + numpy (Megatron-style)", n / dt, mbytes / dt))
     except Exception as e:
         results.append((f"HF tokenizers: not run ({str(e)[:40]})", float("nan"), float("nan")))
+    try:  # datatrove's DocumentTokenizer (bench-only dependency) on the same tokenizer.json
+        from datatrove.data import Document as DTDoc
+        from datatrove.pipeline.tokens import DocumentTokenizer
+
+        def datatrove_tok() -> int:
+            with tempfile.TemporaryDirectory() as d:
+                st = DocumentTokenizer(d, tokenizer_name_or_path=tj, eos_token="</s>", shuffle_documents=False,
+                                       batch_size=1024)
+                out = st.run(DTDoc(text=t, id=str(i)) for i, t in enumerate(texts))
+                for _ in out or ():  # a generator in some versions, None in others
+                    pass
+                size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs
+                           if f.endswith(".ds"))
+            return size // 2 - len(texts)  # uint16 tokens minus one EOS per document
+
+        n, dt = bench(datatrove_tok)
+        results.append(("datatrove DocumentTokenizer (same tokenizer.json)", n / dt, mbytes / dt))
+    except Exception as e:
+        results.append((f"datatrove: not run ({type(e).__name__}: {str(e)[:40]})", float("nan"), float("nan")))
 
     # packing alone
     rng = np.random.default_rng(0)

@@ -32,23 +32,33 @@ def corpora() -> dict[str, list[str]]:
     return {"en": en, "zh": zh}
 
 
-def main() -> None:
-    from datatrove.data import Document as DTDoc
+def _ours(name: str):
+    """Our stage, with the rules defined the way datatrove defines them (for the agreement column)."""
+    from corpus.stages import build_stage
+
+    same = {"alpha_ratio_over_all_tokens": True, "bullets": ["•", "-"]} if name == "gopher_quality" else {}
+    return build_stage(name, same)
+
+
+def _theirs(name: str, lang: str):
+    """datatrove's filter, told the language where it takes one."""
     from datatrove.pipeline import filters as dtf
 
+    return getattr(dtf, name)(**({"language": "cmn"} if lang == "zh" and name != "GopherRepetitionFilter" else {}))
+
+
+def main() -> None:
+    from datatrove.data import Document as DTDoc
+
     from corpus.document import Document
-    from corpus.stages import Drop, build_stage
+    from corpus.stages import Drop
 
     rows = []
     for lang, docs in corpora().items():
         mb = sum(len(t.encode("utf-8")) for t in docs) / 1e6
         tot_ours = tot_dt = 0.0
         for ours_name, dt_name in PAIRS:
-            # decisions are compared with the rules defined the same way as datatrove's
-            same = {"alpha_ratio_over_all_tokens": True, "bullets": ["•", "-"]} if ours_name == "gopher_quality" else {}
-            ours = build_stage(ours_name, same)
-            dt = getattr(dtf, dt_name)(**({"language": "cmn"} if lang == "zh" and dt_name != "GopherRepetitionFilter"
-                                          else {}))
+            ours, dt = _ours(ours_name), _theirs(dt_name, lang)
             t = time.perf_counter()
             a = [not isinstance(ours.apply(Document(str(i), x, "b")), Drop) for i, x in enumerate(docs)]
             t_o = time.perf_counter() - t
@@ -64,10 +74,8 @@ def main() -> None:
             rows.append((lang, ours_name, len(docs), sum(a), sum(b), agree, len(docs) / t_o, len(docs) / t_d))
         rows.append((lang, "sum of the 4", len(docs), None, None, None, len(docs) / tot_ours, len(docs) / tot_dt))
         # the chain as a pipeline runs it: each document through the filters until one drops it
-        ours_chain = [build_stage(o, {"alpha_ratio_over_all_tokens": True, "bullets": ["•", "-"]}
-                                  if o == "gopher_quality" else {}) for o, _ in PAIRS]
-        dt_chain = [getattr(dtf, d)(**({"language": "cmn"} if lang == "zh" and d != "GopherRepetitionFilter"
-                                        else {})) for _, d in PAIRS]
+        ours_chain = [_ours(o) for o, _ in PAIRS]
+        dt_chain = [_theirs(d, lang) for _, d in PAIRS]
         t = time.perf_counter()
         ka = 0
         for i, x in enumerate(docs):

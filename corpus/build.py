@@ -124,11 +124,10 @@ def source_stages(recipe: Recipe, work: str | None = None) -> list[list]:
 
 def check_overrides(recipe: Recipe) -> None:
     """Per-source overrides may only touch per-document stages (global ones see all sources at once)."""
-    from .stages import STAGES, build_stage as _load  # noqa: F401 - importing registers the stages
+    from .stages import stage_class
 
-    _load("normalize", {})
     for src in recipe.sources:
-        glob = sorted(n for n in src.stage_overrides if n in STAGES and STAGES[n].is_global)
+        glob = sorted(n for n in src.stage_overrides if stage_class(n).is_global)
         if glob:
             raise BuildError(f"source {src.name!r}: stage_overrides apply to per-document stages; "
                              f"{glob} run once over all sources")

@@ -62,14 +62,18 @@ def register(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def build_stage(name: str, params: dict[str, Any]) -> Stage:
-    """Instantiate a registered stage, validating its parameters."""
-    # importing registers the filter library's stages
+def stage_class(name: str) -> type[Stage]:
+    """The registered stage class of a name (importing the libraries registers their stages)."""
     from . import classifier, dedup, filters  # noqa: F401
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")
-    return STAGES[name](**params)
+    return STAGES[name]
+
+
+def build_stage(name: str, params: dict[str, Any]) -> Stage:
+    """Instantiate a registered stage, validating its parameters."""
+    return stage_class(name)(**params)
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,14 +21,16 @@ POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "us
 CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
 # spaCy's sentencizer splits after one of these tokens when a non-punctuation token follows
 SENT_END = frozenset(".!?。！？．｡‼⁇⁈⁉")
-_END_INSIDE = re.compile(r"[.!?。！？．｡‼⁇⁈⁉](?=.*\w)")
+_SENT_MARK = re.compile(r"[.!?。！？．｡‼⁇⁈⁉]")
+_WORD_CHAR = re.compile(r"\w")
 _TOKEN_KIND = _Memo(lambda t: (t in SENT_END, all(unicodedata.category(c).startswith("P") for c in t)))
 
 
 def count_sentences(line: str) -> int:
     """Sentences in a line the way spaCy's sentencizer counts them (datatrove's C4 rule uses it):
     a new sentence starts at the first non-punctuation token after a sentence-final mark."""
-    if not _END_INSIDE.search(line):  # no sentence mark before the line's final punctuation
+    m = _SENT_MARK.search(line)
+    if m is None or _WORD_CHAR.search(line, m.end()) is None:  # no word after the first mark: one sentence
         return 1
     n, seen_end = 1, False
     for is_end, is_punct in map(_TOKEN_KIND.__getitem__, tokens(line)):

@@ -17,7 +17,9 @@ _CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _ABBR = (r"(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|vs|etc|Inc|Ltd|Co|Corp|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
          r"|Mt|Gen|Gov|Sen|Rep|Prof|Rev|Capt|Col|Lt|Sgt|No)\.")
 _UNITS = r"(?:am|pm|a\.m|p\.m|km|m|dm|cm|mm|nm|yd|in|ft|kg|g|mg|lb|lbs|oz|mph|kmh|MB|mb|KB|kb|GB|gb|TB|tb|K|M|G|T)"
-_TRAIL = r"(?=[.,;:!?)\]\"'”’]*(?:\s|$))"
+# a URL ends at its last character that is not trailing punctuation: greedy, then one step of
+# backtracking per character (a lazy match with a lookahead was quadratic on "http://....x")
+_URL_TAIL = r"\S(?:\S*[^\s.,;:!?)\]\"'”’])?"
 # One regex that approximates spaCy's English tokenizer (what datatrove counts as words), in order:
 # CJK characters; URLs, e-mails, handles and dotted names whole; initials, initialisms and
 # abbreviations with their periods; clitics split off
@@ -31,8 +33,8 @@ _WORD = re.compile(
     rf"|\d+(?={_UNITS}\b)"  # "9pm" -> "9" "pm", "30mph" -> "30" "mph"
     rf"|[^\W\d_{_CJK_CHARS}][^\W_{_CJK_CHARS}]*+(?![.'’:/@$-])"  # fast path: a plain word
     rf"|[A-Z]{{1,3}}\$"  # US$, HK$
-    rf"|https?://\S+?{_TRAIL}|www\.\S+?{_TRAIL}"
-    rf"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|@\w+"  # e-mail addresses, @handles
+    rf"|https?://{_URL_TAIL}|www\.{_URL_TAIL}"
+    rf"|[\w.+-]{{1,64}}@[\w-]+(?:\.[\w-]+)+|@\w+"  # e-mail addresses (local part <= 64, RFC 5321), @handles
     rf"|\b(?:[A-Za-z]\.)+|\b{_ABBR}"  # initials and initialisms (W., U.S.A.), abbreviations
     rf"|[^\W_{_CJK_CHARS}]+(?:\.[a-z0-9][^\W_{_CJK_CHARS}]*)+(?:/[^\s]*[^\s.,;:!?)\]\"'”’])?"  # amazon.co.uk/x
     rf"|['’](?i:s|re|ll|ve|m|d|t)\b"

@@ -292,16 +292,23 @@ def classifier_score(
         src = SourceConfig(name="score", paths=list(inputs), text_key=text_key, txt_mode=txt_mode)  # type: ignore[arg-type]
         groups = [(p, [(d.id, d.text) for d in FileReader(p, os.path.basename(p), src, LimitsConfig())
                        if isinstance(d, Document)]) for p in expand_paths(list(inputs))]
+    import time
+
     import numpy as np
 
+    t0, n_docs = time.perf_counter(), 0
     for name, docs in groups:
         if not docs:
             continue
         s = domain_scores(m, [features(x) for _, x in docs])
+        n_docs += len(docs)
         q = np.percentile(s, [10, 50, 90])
         t.add_row("/".join(Path(name).parts[-2:]), _fmt(len(docs)), f"{s.mean():.3f}", *(f"{v:.3f}" for v in q), f"{(s >= 0.5).mean():.1%}")
         rows += [(float(v), i, x) for v, (i, x) in zip(s, docs)]
+    dt = time.perf_counter() - t0
     console.print(t)
+    console.print(f"scored {n_docs:,} documents in {dt:.2f} s ({n_docs / max(dt, 1e-9):,.0f} documents/s, "
+                  "featurising included, reading not")
     rows.sort(key=lambda r: -r[0])
     for title, part in (("highest", rows[:top]), ("lowest", rows[::-1][:top])):
         console.rule(title)

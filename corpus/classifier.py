@@ -26,6 +26,7 @@ import re
 import struct
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Literal
@@ -97,9 +98,11 @@ class _Sample:
         return sorted(((-h, i, f) for h, i, f in self.heap))
 
 
-def collect(recipe: Any, cfg: ClassifierConfig,
-            on_file: Callable[[str], None] | None = None) -> dict[str, _Sample]:
-    """Stream every source of the recipe, label documents by their source's `kind`, sample them."""
+def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] | None = None,
+            skipped: dict[str, Any] | None = None) -> dict[str, _Sample]:
+    """Stream every source of the recipe, label documents by their source's `kind`, sample them.
+    What is not used is counted in `skipped`: unreadable units (with examples: file, line, reason),
+    documents the cleaning stages dropped (by reason), documents with no text features."""
     from .build import plan_units
     from .readers import FileReader
     from .stages import Chain, build_stage
@@ -117,6 +120,8 @@ def collect(recipe: Any, cfg: ClassifierConfig,
 
     chains = [pre_chain(i) for i in range(len(recipe.sources))]
     samples = {lab: _Sample(cfg.max_docs_per_label) for lab in LABELS}
+    sk = skipped if skipped is not None else {}
+    sk.update(unreadable=Counter(), unreadable_examples=[], cleaned_out=Counter(), no_features=0)
     for unit in plan_units(recipe):
         src = recipe.sources[unit.source_index]
         chain = chains[unit.source_index]
@@ -124,15 +129,22 @@ def collect(recipe: Any, cfg: ClassifierConfig,
             on_file(unit.rel)
         for item in FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range):
             if not isinstance(item, Document):
+                sk["unreadable"][item.reason] += 1
+                if len(sk["unreadable_examples"]) < recipe.limits.max_bad_examples:
+                    sk["unreadable_examples"].append(item.as_dict())
                 continue
             doc = chain(item)
             if doc is None:
                 continue
             feats = features(doc.text, cfg.max_chars)
             if not feats:
+                sk["no_features"] += 1
                 continue
             h = xxhash.xxh64_intdigest(doc.id.encode("utf-8"), seed=cfg.seed)
             samples[src.kind].offer(h, doc.id, feats)
+    for ch in chains:
+        for st in ch.stats.values():
+            sk["cleaned_out"].update(st.drops)
     return samples
 
 
@@ -209,7 +221,8 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
         raise ValueError("the recipe needs both domain and general sources to train a domain "
                          f"classifier (has: {sorted(kinds)})")
     t0 = time.time()
-    samples = collect(recipe, cfg, on_file)
+    skipped: dict[str, Any] = {}
+    samples = collect(recipe, cfg, on_file, skipped)
     items = {lab: samples[lab].items() for lab in LABELS}
     if any(len(v) < 10 for v in items.values()):
         raise ValueError(f"too few documents to train: { {k: len(v) for k, v in items.items()} }")
@@ -258,6 +271,8 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
         "labels": list(LABELS), "recipe": recipe.name, "recipe_sha256": recipe.fingerprint(),
         "sources": {s.name: s.kind for s in recipe.sources},
         "documents_seen": {lab: samples[lab].seen for lab in LABELS},
+        "skipped": {"unreadable": dict(skipped["unreadable"]), "unreadable_examples": skipped["unreadable_examples"],
+                    "cleaned_out": dict(skipped["cleaned_out"]), "no_features": skipped["no_features"]},
         "train_docs": {lab: sum(1 for _, l in train_rows if l.startswith(_PREFIX + lab)) for lab in LABELS},
         "val_docs": len(val), "config": cfg.model_dump(), "val_metrics": metrics,
         "trainer": f"floret {_version('floret')} (fastText mode)", "seconds": round(time.time() - t0, 2)}

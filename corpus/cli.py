@@ -257,6 +257,10 @@ def classifier_train(
     for lab in ("domain", "general"):
         t.add_row(lab, _fmt(card["documents_seen"][lab]), _fmt(card["train_docs"][lab]))
     console.print(t)
+    sk = card["skipped"]
+    console.print(f"not used: {sum(sk['unreadable'].values())} unreadable units {sk['unreadable'] or ''}, "
+                  f"{sum(sk['cleaned_out'].values())} documents dropped by the cleaning stages, "
+                  f"{sk['no_features']} without text features (details in {out}.json)")
     m = card["val_metrics"]
     if m:
         t = Table(title=f"held-out documents: {m['n']} ({m['domain']} domain, {m['general']} general), threshold 0.5")

@@ -160,3 +160,19 @@ def test_cli_train_and_score(shared, tmp_path):
     r = subprocess.run([sys.executable, "-m", "corpus.cli", "classifier", "train", str(bad), "-o",
                         str(tmp_path / "x.bin")], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 2 and "domain and general" in r.stdout
+
+
+def test_training_counts_what_it_does_not_use(shared, tmp_path):
+    """Unreadable lines and cleaned-out documents are counted in the model card, not lost silently."""
+    from corpus.classifier import ClassifierConfig, train
+    from corpus.recipe import Recipe
+
+    bad = tmp_path / "qa_broken.jsonl"
+    rows = open(shared / "domain/medicalgpt/rag/medical_corpus.txt", encoding="utf-8").read().splitlines()
+    bad.write_text("\n".join(rows[:40] + ['{"问": "truncated'] + rows[40:]) + "\n", encoding="utf-8")
+    d = _recipe(tmp_path / "m.bin").model_dump()
+    d["sources"][1]["paths"] = [str(bad)]
+    card = train(Recipe.model_validate(d), str(tmp_path / "m.bin"), ClassifierConfig(max_docs_per_label=300, epoch=2))
+    sk = json.load(open(tmp_path / "m.bin.json"))["skipped"]
+    assert sk == card["skipped"] and sk["unreadable"] == {"malformed_json": 1}
+    assert sk["unreadable_examples"][0]["line"] == 41 and sk["cleaned_out"].get("min_length:too_short", 0) > 0

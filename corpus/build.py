@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -287,6 +288,112 @@ def _alive(pid: int) -> bool:
         return True
 
 
+MARKER = ".refinery-build"
+# names refinery itself writes at the top of --out
+_OWN_TOP = ("manifest.json", "build_report.json", "dedup_clusters.jsonl", ".lock", ".work", MARKER)
+_SHARD_RE = re.compile(r"^(?P<prefix>.+)-\d{5}\.(bin|idx|bnd)(\.tmp)?$")
+
+
+def _glob_root(p: str) -> str:
+    """The part of an input path before any glob character."""
+    parts = []
+    for part in p.split(os.sep):
+        if any(c in part for c in "*?["):
+            break
+        parts.append(part)
+    return os.sep.join(parts) or "."
+
+
+def _inside(a: str, b: str) -> bool:
+    """a is b or lies inside b (both realpaths)."""
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep)
+
+
+def _read_marker(out: str) -> dict | None:
+    try:
+        m = json.load(open(os.path.join(out, MARKER), encoding="utf-8"))
+        return m if isinstance(m, dict) and m.get("refinery_build") else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_marker(out: str, files: list[str]) -> None:
+    _atomic_write(os.path.join(out, MARKER), json.dumps(
+        {"refinery_build": 1, "refinery_version": __version__, "files": sorted(set(files))}, indent=1))
+
+
+def _check_out(recipe: Recipe, out: str, force: bool) -> None:
+    """Refuse an --out that overlaps an input, or that holds files refinery did not write (issue 17)."""
+    ro = os.path.realpath(out)
+    for src in recipe.sources:
+        for p in src.paths:
+            rp = os.path.realpath(_glob_root(p))
+            if _inside(ro, rp):
+                raise BuildError(f"--out {out} is {'the' if ro == rp else 'inside the'} input path {p} "
+                                 f"of source {src.name}; choose an --out outside every input")
+            if _inside(rp, ro):
+                raise BuildError(f"input path {p} of source {src.name} is inside --out {out}; "
+                                 "choose an --out outside every input")
+    if not os.path.exists(out):
+        return
+    if not os.path.isdir(out):
+        raise BuildError(f"--out {out} exists and is not a directory")
+    entries = os.listdir(out)
+    if not entries or _read_marker(out) is not None:
+        return
+    if not force:
+        raise BuildError(f"--out {out} is not empty and is not a refinery build ({MARKER} missing); "
+                         "use an empty or new directory, or --force to add a build next to its files")
+    clash = [e for e in entries if e in _OWN_TOP]
+    for sp in SPLITS + ("rejected",):
+        d = os.path.join(out, sp)
+        if os.path.isdir(d):
+            clash += [f"{sp}/{f}" for f in os.listdir(d)
+                      if (sp == "rejected" and f.endswith(".jsonl")) or (sp != "rejected" and _SHARD_RE.match(f))]
+    if clash:
+        raise BuildError(f"--out {out}: refinery would overwrite {clash[0]}, a file it did not write"
+                         + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""))
+
+
+def _remove_own(out: str, sources: list[str]) -> None:
+    """Delete the shard and sample files a previous build into this marked --out wrote: the files its
+    marker lists, and leftovers of an interrupted pack (refinery's own shard names); nothing else."""
+    m = _read_marker(out) or {}
+    for rel in m.get("files", []):
+        if rel.split("/")[0] not in SPLITS + ("rejected",) or ".." in rel.split("/"):
+            continue
+        try:
+            os.remove(os.path.join(out, rel))
+        except FileNotFoundError:
+            pass
+    if m:
+        for sp in SPLITS:
+            d = os.path.join(out, sp)
+            if os.path.isdir(d):
+                for f in os.listdir(d):
+                    g = _SHARD_RE.match(f)
+                    if g and g.group("prefix") in sources:
+                        os.remove(os.path.join(d, f))
+    for sp in SPLITS + ("rejected",):
+        try:
+            os.rmdir(os.path.join(out, sp))  # only when empty
+        except OSError:
+            pass
+
+
+def _written_files(out: str, manifest: dict) -> list[str]:
+    """The shard and sample files this build wrote (a foreign rejected/*.jsonl was refused up front)."""
+    files = []
+    for sp in SPLITS:
+        for e in manifest.get("splits", {}).get(sp, {}).get("shards", []):
+            base = e["name"]
+            files += [base + ext for ext in (".bin", ".idx", ".bnd") if os.path.exists(os.path.join(out, base + ext))]
+    rej = os.path.join(out, "rejected")
+    if os.path.isdir(rej):
+        files += ["rejected/" + f for f in os.listdir(rej) if f.endswith(".jsonl")]
+    return files
+
+
 @dataclass
 class BuildResult:
     out: str
@@ -296,10 +403,15 @@ class BuildResult:
 
 def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: bool = False,
           on_unit: Callable[[dict[str, Any]], None] | None = None,
-          on_plan: Callable[[int, int], None] | None = None) -> BuildResult:
-    """Run a whole build into `out`; resumes completed units of an interrupted build of the same recipe."""
+          on_plan: Callable[[int, int], None] | None = None, force: bool = False) -> BuildResult:
+    """Run a whole build into `out`; resumes completed units of an interrupted build of the same recipe.
+    `out` must be absent, empty or a refinery build (its marker file); `force` also accepts a non-empty
+    directory of other files, which are never deleted or overwritten."""
     t0 = time.time()
+    _check_out(recipe, out, force)
     os.makedirs(out, exist_ok=True)
+    if _read_marker(out) is None:
+        _write_marker(out, [])
     executor = executor or LocalExecutor(recipe.workers)
     check_overrides(recipe)
     with _Lock(out):
@@ -345,7 +457,10 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         report["seconds"] = round(time.time() - t0, 2)
         report["resumed_units"] = len(units) - len(todo)
         _atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
+        from shards.manifest import with_checksum
+        manifest = with_checksum(manifest)  # manifest_sha256: edits by hand are detected on read
         _atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
+        _write_marker(out, _written_files(out, manifest))
     return BuildResult(out, manifest, report)
 
 
@@ -491,10 +606,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         repeats[s] = len(selection[s]) - len(uniq)
 
     # pack and write
-    for sp in SPLITS:
-        d = os.path.join(out, sp)
-        if os.path.isdir(d):
-            shutil.rmtree(d)
+    _remove_own(out, [src.name for src in recipe.sources])
     shard_entries: dict[str, list[dict]] = {sp: [] for sp in SPLITS}
     per_source: dict[str, dict[str, Any]] = {}
     bos = tok.bos_id if recipe.tokenizer.add_bos else -1
@@ -543,8 +655,6 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     funnel, checks = _funnel(recipe, summaries, dedup_drops, downsampled, per_source, near_drops, contam_drops)
     samples = _merge_samples(summaries, recipe.output.rejected_samples)
     rej = os.path.join(out, "rejected")
-    if os.path.isdir(rej):
-        shutil.rmtree(rej)
     if samples:
         os.makedirs(rej, exist_ok=True)
         for reason, rows_ in sorted(samples.items()):

@@ -37,6 +37,7 @@ def build(
     seed: Optional[int] = typer.Option(None, "--seed"),
     strict: bool = typer.Option(False, "--strict", help="the first unreadable unit is fatal"),
     restart: bool = typer.Option(False, "--restart", help="discard an interrupted build in --out"),
+    force: bool = typer.Option(False, "--force", help="write into a non-empty --out that is not a refinery build (its files are kept)"),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT"),
 ) -> None:
@@ -84,7 +85,7 @@ def build(
 
         try:
             ex = make_executor(executor, r.workers, address)
-            res = run_build(r, str(out), ex, restart=restart, on_unit=on_unit, on_plan=on_plan)
+            res = run_build(r, str(out), ex, restart=restart, on_unit=on_unit, on_plan=on_plan, force=force)
         except (BuildError, ReadError, FileNotFoundError, DiskFullError) as e:
             console.print(f"[red]build failed:[/] {e}")
             raise typer.Exit(2)

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .format import Shard, ShardFormatError
+from .format import Shard, ShardFormatError  # noqa: F401 (re-exported)
+from .manifest import check_shard_name, read_manifest
 
 
 class ShardDataset:
     """Open `root/manifest.json`; `shards(split, source)` gives memory-mapped `Shard`s."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, strict: bool = True):
         self.root = root
-        path = os.path.join(root, "manifest.json")
-        if not os.path.exists(path):
-            raise ShardFormatError(f"{path}: no manifest — not a finished build (was it interrupted? rerun "
-                                   "`corpus build` with the same --out to resume)")
-        try:
-            self.manifest: dict[str, Any] = json.load(open(path, encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise ShardFormatError(f"{path}: offset {e.pos}: invalid JSON: {e.msg}") from e
-        if self.manifest.get("format") != "refinery-shards":
-            raise ShardFormatError(f"{path}: not a refinery manifest")
+        self.manifest, self.warnings = read_manifest(root, strict=strict)
         self.seq_len: int = self.manifest["seq_len"]
         self.dtype = np.dtype(self.manifest["dtype"])
 
@@ -45,7 +36,7 @@ class ShardDataset:
         return [self._shard(e["name"]) for e in self.entries(split, source)]
 
     def _shard(self, name: str) -> Shard:
-        return self._cache.setdefault(name, Shard(os.path.join(self.root, name), self.seq_len, self.dtype))
+        return self._cache.setdefault(name, Shard(os.path.join(self.root, check_shard_name(name)), self.seq_len, self.dtype))
 
     @cached_property
     def _cache(self) -> dict[str, Shard]:

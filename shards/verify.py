@@ -10,7 +10,8 @@ import numpy as np
 
 from .dataset import ShardDataset
 from .format import (BLOCK_BYTES, FLAG_CONTINUES, ShardFormatError, _sha256, block_digests, read_bnd,
-                     read_idx)
+                     read_idx, token_dtype)
+from .manifest import EDITED, KNOWN_FORMAT_VERSIONS, check_shard_name
 
 
 @dataclass
@@ -26,15 +27,100 @@ class Problem:
 
 def verify(root: str, check_tokens: bool = True) -> list[Problem]:
     """All problems found (empty list: the build is valid). Stops at the first bad shard file."""
+    mpath = os.path.join(root, "manifest.json")
     try:
-        ds = ShardDataset(root)
+        ds = ShardDataset(root, strict=False)
     except ShardFormatError as e:
-        return [Problem(os.path.join(root, "manifest.json"), None, str(e))]
+        return [Problem(mpath, None, str(e))]
+    warnings = [Problem(mpath, None, ("warning: " if w != EDITED else "") + w) for w in ds.warnings]
+    edited = [p for p in warnings if p.message == EDITED]
+    try:
+        fields = _check_fields(root, ds)
+    except (KeyError, TypeError, ValueError) as e:
+        fields = [Problem(mpath, None, f"malformed manifest field ({e!r})")]
+    if edited or fields:
+        return edited + fields
+    probs = _verify_shards(root, ds, check_tokens)
+    return probs + warnings if probs else warnings
+
+
+def is_warning(p: Problem) -> bool:
+    """Warning-level problems (an old manifest without a checksum) do not fail verify."""
+    return p.message.startswith("warning: ")
+
+
+def _check_fields(root: str, ds) -> list[Problem]:
+    """Every manifest field describing shards, against each other and (cheaply) the files."""
+    m, L, mp = ds.manifest, ds.seq_len, os.path.join(root, "manifest.json")
+    out: list[Problem] = []
+
+    def bad(field: str, msg: str) -> None:
+        out.append(Problem(mp, None, f"field {field}: {msg}"))
+
+    if m.get("format_version") not in KNOWN_FORMAT_VERSIONS:
+        bad("format_version", f"{m.get('format_version')!r} is not a known version {KNOWN_FORMAT_VERSIONS}")
+    tok = m["tokenizer"]
+    vocab = tok["vocab_size"]
+    if ds.dtype != token_dtype(vocab):
+        bad("dtype", f"{ds.dtype} != {token_dtype(vocab)} for vocab {vocab}")
+    for k in ("pad_id", "bos_id", "eos_id"):
+        v = m.get(k)
+        if v is not None and not (isinstance(v, int) and 0 <= v < vocab):
+            bad(k, f"{v!r} outside vocab 0..{vocab - 1}")
+        elif isinstance(tok.get(k), int) and tok[k] >= 0 and tok[k] != v:  # -1: the tokenizer has none
+            bad(k, f"{v!r} != tokenizer {k} {tok[k]!r}")
+    if "sources" not in m or not isinstance(m["sources"], list):
+        bad("sources", "missing")
+        return out
+    names = [s["name"] for s in m["sources"]]
+    if [s.get("index") for s in m["sources"]] != list(range(len(names))):
+        bad("sources", "indices are not 0..n-1")
+    if set(names) != set(m.get("per_source", {})):
+        bad("sources", f"{names} != per_source {sorted(m.get('per_source', {}))}")
+    if m.get("packing", {}).get("seq_len", L) != L:
+        bad("packing.seq_len", f"{m['packing']['seq_len']} != seq_len {L}")
+    tail = m.get("packing", {}).get("tail")
+    if tail not in ("pad", "drop"):
+        bad("packing.tail", f"{tail!r} is not pad or drop")
+    for split, sm in m["splits"].items():
+        ents = sm["shards"]
+        for key in ("rows", "tokens"):
+            if sum(e[key] for e in ents) != sm[key]:
+                bad(f"splits.{split}.{key}", f"{sm[key]} != sum over its shards {sum(e[key] for e in ents)}")
+        for e in ents:
+            if e.get("source") not in names:
+                bad(f"splits.{split}.shards[{e['name']}].source", f"{e.get('source')!r} not in sources")
+            if e["pad_tokens"] != e["rows"] * L - e["tokens"]:
+                bad(f"splits.{split}.shards[{e['name']}].pad_tokens", "!= rows x seq_len - tokens")
+        for src in names:
+            ps = m["per_source"][src][split]
+            se = [e for e in ents if e.get("source") == src]
+            for key in ("rows", "tokens", "pad_tokens"):
+                got = sum(e[key] for e in se)
+                if ps.get(key, got) != got:
+                    bad(f"per_source.{src}.{split}.{key}", f"{ps[key]} != sum over its shards {got}")
+            if tail == "pad" and ps.get("tail_dropped_tokens", 0):
+                bad("packing.tail", f"pad, but per_source.{src}.{split} dropped {ps['tail_dropped_tokens']} tail tokens")
+            if tail == "drop" and m["packing"].get("mode") == "concat" and se:
+                base = os.path.join(root, check_shard_name(se[-1]["name"]))
+                try:
+                    last = read_bnd(base + ".bnd").row_valid
+                except (OSError, ShardFormatError):
+                    continue  # the per-shard checks name the file
+                if len(last) and int(last[-1]) < L:
+                    bad("packing.tail", f"drop, but the last row of {src}/{split} is partial ({int(last[-1])} < {L})")
+        tot = sum(m["per_source"][s][split].get("tokens", 0) for s in names)
+        if "tokens" in next(iter(m["per_source"].values()), {}).get(split, {}) and tot != sm["tokens"]:
+            bad(f"splits.{split}.tokens", f"{sm['tokens']} != per-source total {tot}")
+    return out
+
+
+def _verify_shards(root: str, ds, check_tokens: bool) -> list[Problem]:
     vocab = ds.tokenizer["vocab_size"]
     L, itemsize = ds.seq_len, ds.dtype.itemsize
     for split in ("train", "val"):
         for e in ds.entries(split):
-            base = os.path.join(root, e["name"])
+            base = os.path.join(root, check_shard_name(e["name"]))
             for ext in ("bin", "idx", "bnd"):
                 if not os.path.exists(f"{base}.{ext}"):
                     return [Problem(f"{base}.{ext}", None, "missing")]
@@ -67,6 +153,8 @@ def verify(root: str, check_tokens: bool = True) -> list[Problem]:
             probs = _check_bounds(base + ".bnd", bnd, rows, L)
             if probs:
                 return probs
+            if bnd.seq_len != L:
+                return [Problem(base + ".bnd", 12, f"seq_len {bnd.seq_len} != manifest {L}")]
             if int(bnd.row_valid.sum()) != e["tokens"]:
                 return [Problem(base + ".bnd", None, f"valid tokens {int(bnd.row_valid.sum())} != manifest {e['tokens']}")]
             if check_tokens and rows:

@@ -459,8 +459,6 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         _atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
         from shards.manifest import with_checksum
         manifest = with_checksum(manifest)  # manifest_sha256: edits by hand are detected on read
-        from shards.manifest import with_checksum
-        manifest = with_checksum(manifest)  # manifest_sha256: edits by hand are detected on read
         _atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
         _write_marker(out, _written_files(out, manifest))
     return BuildResult(out, manifest, report)

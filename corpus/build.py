@@ -339,8 +339,8 @@ def _check_out(recipe: Recipe, out: str, force: bool) -> None:
     if not os.path.isdir(out):
         raise BuildError(f"--out {out} exists and is not a directory")
     entries = os.listdir(out)
-    if not entries or _read_marker(out) is not None:
-        return
+    if set(entries) <= {".lock", ".work"} or _read_marker(out) is not None:
+        return  # empty, a marked build, or a build that stopped before writing its marker
     if not force:
         raise BuildError(f"--out {out} is not empty and is not a refinery build ({MARKER} missing); "
                          "use an empty or new directory, or --force to add a build next to its files")
@@ -410,11 +410,11 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
     t0 = time.time()
     _check_out(recipe, out, force)
     os.makedirs(out, exist_ok=True)
-    if _read_marker(out) is None:
-        _write_marker(out, [])
     executor = executor or LocalExecutor(recipe.workers)
     check_overrides(recipe)
     with _Lock(out):
+        if _read_marker(out) is None:
+            _write_marker(out, [])
         work = os.path.join(out, ".work")
         state_path = os.path.join(work, "state.json")
         units = plan_units(recipe)

@@ -17,6 +17,7 @@ import json
 import lzma
 import os
 import re
+import stat
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -298,6 +299,10 @@ class FileReader:
         if fmt == "hf" or os.path.isdir(self.path):
             yield from self._read_hf()
             return
+        kind_err = _not_regular(self.path)
+        if kind_err:  # a FIFO/device/socket would block open() or read() forever
+            yield self._bad("not_a_regular_file", offset=0, detail=kind_err)
+            return
         if fmt == "parquet" or (fmt == "auto" and _has_magic(self.path, b"PAR1")):
             yield from self._read_parquet()
             return
@@ -364,6 +369,8 @@ class FileReader:
         """An uncompressed JSON Lines file: can be read in byte ranges cut at line ends."""
         if self.src.format not in ("auto", "jsonl") or os.path.isdir(self.path):
             return False
+        if _not_regular(self.path):
+            return False
         with open(self.path, "rb") as f:
             head = f.read(65536)
         if not head.strip() or is_compressed(head) or looks_binary(head) or head.startswith(b"PAR1"):
@@ -396,10 +403,24 @@ class FileReader:
             except json.JSONDecodeError as e:
                 yield self._bad("malformed_json", lineno, start, f"{e.msg} at column {e.colno}: {line[:80]!r}")
                 continue
+            except (ValueError, RecursionError) as e:  # e.g. int max str digits, nesting too deep
+                yield self._bad("malformed_json", lineno, start, f"{type(e).__name__}: {str(e)[:120]}")
+                continue
             yield from self._record(rec, f"{self.rel}:{lineno}", lineno, start)
 
     def _record(self, rec: Any, key: str, lineno: int | None, offset: int | None) -> Iterator[Document | BadUnit]:
+        if _is_wudao(rec, self.src) and (not isinstance(rec["content"], str)
+                                         or not isinstance(rec.get("title") or "", str)):
+            yield self._bad("bad field type", lineno, offset,
+                            f"WuDao content={type(rec['content']).__name__} title={type(rec.get('title')).__name__}")
+            return
         text = record_text(rec, self.src)
+        if text is not None:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as e:  # lone surrogates such as "\ud800" from JSON escapes
+                yield self._bad("lone_surrogate", lineno, offset, str(e)[:120])
+                return
         if text is None:
             keys = list(rec)[:8] if isinstance(rec, dict) else type(rec).__name__
             yield self._bad("no_text_field", lineno, offset, f"keys={keys}")
@@ -447,6 +468,11 @@ class FileReader:
                 break
             try:
                 obj, end = decoder.raw_decode(buf, pos)
+            except (RecursionError, ValueError) as e:
+                if isinstance(e, json.JSONDecodeError):
+                    raise
+                yield self._bad("malformed_json", offset=base + pos, detail=f"element {index}: {type(e).__name__}")
+                break
             except json.JSONDecodeError as e:
                 if not eof and len(buf) - pos < max_buf:
                     fill()
@@ -588,6 +614,26 @@ def _cut_point(text: str, cap: int) -> int:
         if i > 0:
             return i + len(sep)
     return cap
+
+
+def _is_wudao(rec: Any, src: SourceConfig) -> bool:
+    return (isinstance(rec, dict) and not src.text_key and not src.template and "content" in rec
+            and "title" in rec and ("titleUkey" in rec or "uniqueKey" in rec))
+
+
+def _not_regular(path: str) -> str:
+    """'' for a regular file (or a symlink to one); else what it is (FIFO, device, socket)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return f"cannot stat: {e}"
+    if stat.S_ISREG(mode):
+        return ""
+    for test, name in ((stat.S_ISFIFO, "named pipe (FIFO)"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def _has_magic(path: str, magic: bytes) -> bool:

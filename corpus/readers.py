@@ -468,11 +468,6 @@ class FileReader:
                 break
             try:
                 obj, end = decoder.raw_decode(buf, pos)
-            except (RecursionError, ValueError) as e:
-                if isinstance(e, json.JSONDecodeError):
-                    raise
-                yield self._bad("malformed_json", offset=base + pos, detail=f"element {index}: {type(e).__name__}")
-                break
             except json.JSONDecodeError as e:
                 if not eof and len(buf) - pos < max_buf:
                     fill()
@@ -486,6 +481,9 @@ class FileReader:
                 pos = m.start() + m.group(0).rindex("{")
                 index += 1
                 continue
+            except (RecursionError, ValueError) as e:  # nesting too deep, int max str digits
+                yield self._bad("malformed_json", offset=base + pos, detail=f"element {index}: {type(e).__name__}")
+                break
             if not in_array and isinstance(obj, list):  # pragma: no cover - defensive
                 in_array = True
             key = f"{self.rel}:{index}" if in_array else self.rel

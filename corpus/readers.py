@@ -312,6 +312,11 @@ class FileReader:
         try:
             stream = open_bytes(self.path)
             head = _peek(stream)
+            while head and not head.strip() and len(head) < (64 << 20):  # leading blank lines
+                more = stream.read(_CHUNK)
+                if not more:
+                    break
+                head += more
         except _STREAM_ERRORS as e:
             yield self._bad("corrupt_compressed_stream", offset=0, detail=repr(e))
             return
@@ -465,7 +470,9 @@ class FileReader:
                     pos += 1
                     continue
             if in_array and buf[pos] == "]":
-                break
+                pos += 1  # another array may follow (two arrays concatenated): read it too
+                in_array = None
+                continue
             try:
                 obj, end = decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as e:

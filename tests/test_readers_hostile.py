@@ -72,3 +72,22 @@ def test_one_hostile_jsonl_line_is_skipped_and_the_rest_read(tmp_path, bad_line)
     docs, bad = _read(p)
     assert len(docs) == n
     assert len(bad) == 1 and bad[0].line == 5 and bad[0].reason in ("malformed_json", "lone_surrogate")
+
+
+def test_two_concatenated_wudao_arrays_are_both_read(tmp_path):
+    recs = _qa(20)
+    rows = [{"id": i, "uniqueKey": f"k{i}", "titleUkey": f"t{i}", "dataType": "问答",
+             "title": r["title"] or f"问题{i}", "content": r["content"]} for i, r in enumerate(recs)]
+    p = tmp_path / "part-2.json"
+    p.write_text(json.dumps(rows[:10], ensure_ascii=False) + json.dumps(rows[10:], ensure_ascii=False) + "\n",
+                 encoding="utf-8")
+    docs, bad = _read(p)
+    assert not bad and len(docs) == 20 and len({d.id for d in docs}) == 20
+
+
+def test_80kb_of_blank_lines_before_text_is_read(tmp_path):
+    text = "\n".join(r["content"] for r in _qa(5))
+    p = tmp_path / "blank.txt"
+    p.write_bytes(b"\n" * 80000 + text.encode("utf-8"))
+    docs, bad = _read(p)
+    assert not bad and docs and "".join(d.text for d in docs).replace("\n", "") == text.replace("\n", "")

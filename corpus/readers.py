@@ -351,6 +351,8 @@ class FileReader:
         if text.startswith("["):
             return "json"
         if text.startswith("{"):
+            if "\n" not in text.rstrip("\r\n"):  # the first line is longer than the sample: JSON Lines
+                return "jsonl"
             first = text.split("\n", 1)[0].strip()
             try:
                 json.loads(first)

@@ -91,3 +91,16 @@ def test_80kb_of_blank_lines_before_text_is_read(tmp_path):
     p.write_bytes(b"\n" * 80000 + text.encode("utf-8"))
     docs, bad = _read(p)
     assert not bad and docs and "".join(d.text for d in docs).replace("\n", "") == text.replace("\n", "")
+
+
+def test_jsonl_with_a_first_line_over_64k_keeps_one_id_per_line(tmp_path):
+    recs = _qa(10)
+    lines = [json.dumps({"text": "".join(r["content"] for r in _qa(200)) * 3}, ensure_ascii=False)]
+    assert len(lines[0].encode()) > 65536
+    lines += [json.dumps({"text": r["content"]}, ensure_ascii=False) for r in recs]
+    lines.insert(3, '{"text": "cut')
+    p = tmp_path / "long.jsonl"
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    docs, bad = _read(p)
+    assert len({d.id.split("#")[0] for d in docs}) == 11
+    assert len(bad) == 1 and bad[0].line == 4 and bad[0].reason == "malformed_json"

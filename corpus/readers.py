@@ -164,7 +164,11 @@ def detect_encoding(sample: bytes) -> str:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         return "utf-8"
     except UnicodeDecodeError:
-        pass
+        # a few bad bytes in a UTF-8 file must not turn it all into GB18030 mojibake: stay UTF-8
+        # (bad bytes become U+FFFD and are reported) unless the sample is mostly not UTF-8
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(sample, final=False)
+        if text and text.count("\ufffd") <= max(2, len(text) // 1000) and sum(ord(c) > 127 for c in text) > 0:
+            return "utf-8"
     best, best_score = "utf-8", -1.0
     for enc in ("gb18030", "big5"):
         text = sample.decode(enc, errors="replace")

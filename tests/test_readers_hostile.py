@@ -104,3 +104,15 @@ def test_jsonl_with_a_first_line_over_64k_keeps_one_id_per_line(tmp_path):
     docs, bad = _read(p)
     assert len({d.id.split("#")[0] for d in docs}) == 11
     assert len(bad) == 1 and bad[0].line == 4 and bad[0].reason == "malformed_json"
+
+
+def test_one_bad_byte_in_utf8_chinese_txt_stays_utf8_and_is_reported(tmp_path):
+    text = "\n".join(r["content"] for r in _qa(20))
+    raw = text.encode("utf-8")
+    k = len(raw) // 2
+    p = tmp_path / "zh.txt"
+    p.write_bytes(raw[:k] + b"\xff" + raw[k:])
+    docs, bad = _read(p)
+    got = "\n".join(d.text for d in docs)
+    assert got.replace("\ufffd", "").replace("\n", "") == text.replace("\n", "")
+    assert len(bad) == 1 and bad[0].reason == "undecodable_bytes" and bad[0].detail.startswith("1 ")

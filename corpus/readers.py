@@ -24,7 +24,7 @@ from typing import IO, Any
 import zstandard
 
 from .document import BadUnit, Document
-from .recipe import LimitsConfig, SourceConfig
+from .recipe import LimitsConfig, SourceConfig, is_symlink_loop
 
 TEXT_KEYS = ("text", "content", "raw_content", "maintext", "article_text", "fact", "body", "document")
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -300,6 +300,10 @@ class FileReader:
     # -- entry ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Document | BadUnit]:
         fmt = self.src.format
+        if is_symlink_loop(self.path):  # expand_paths hands a looping symlink over unwalked
+            yield self._bad("symlink_loop", offset=0, detail=f"{self.path} -> {os.path.realpath(self.path)}: "
+                            "a symlink back to a directory that contains it; not followed")
+            return
         if fmt == "hf" or os.path.isdir(self.path):
             yield from self._read_hf()
             return

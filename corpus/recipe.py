@@ -5,6 +5,7 @@ CLI flags only override fields of this object; nothing else is threaded through 
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -14,6 +15,21 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message is one line, `<where>: <what is wrong>`."""
+
+
+def _check_params(cls: Any, params: dict[str, Any], where: str) -> None:
+    from pydantic import ValidationError
+
+    try:
+        cls.Params(**params)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in er['loc']) or 'params'}: {er['msg']}"
+                         for er in e.errors(include_url=False))
+        raise RecipeError(f"{where}: {errs}") from None
 
 
 class _Strict(BaseModel):
@@ -154,23 +170,56 @@ class Recipe(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "Recipe":
-        """Load and validate a YAML recipe; relative paths are taken from the YAML's folder."""
+        """Load and validate a YAML recipe; relative paths are taken from the YAML's folder.
+
+        A missing file is FileNotFoundError, bad YAML yaml.YAMLError, a document that is not a
+        mapping RecipeError, wrong keys or types pydantic's ValidationError: the CLI prints each
+        as one `error: <file>: ...` line."""
         p = Path(path)
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        if p.is_dir():
+            raise RecipeError(f"{p}: is a directory, not a YAML recipe (for input paths use --input)")
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise RecipeError(f"{p}: a recipe is a YAML mapping (name:, sources:, stages:, ...), "
+                              f"not a {type(data).__name__}")
         base = p.parent
-        for s in data.get("sources", []):
-            s["paths"] = [x if os.path.isabs(x) else str((base / x)) for x in s.get("paths", [])]
-        for st in data.get("stages", []) or []:
-            for key in _PATH_PARAMS & set(st):
+
+        def rebase(x: Any) -> Any:  # only strings are paths; anything else is left to validation
+            return str(base / x) if isinstance(x, str) and not os.path.isabs(x) else x
+
+        sources = data.get("sources")
+        for s in sources if isinstance(sources, list) else []:
+            if isinstance(s, dict) and isinstance(s.get("paths"), list):
+                s["paths"] = [rebase(x) for x in s["paths"]]
+        stages = data.get("stages")
+        for st in stages if isinstance(stages, list) else []:
+            for key in _PATH_PARAMS & set(st if isinstance(st, dict) else ()):
                 v = st[key]
-                if isinstance(v, str) and not os.path.isabs(v):
-                    st[key] = str(base / v)
-                elif isinstance(v, list):
-                    st[key] = [x if os.path.isabs(x) else str(base / x) for x in v]
-        tp = (data.get("tokenizer") or {}).get("path")
-        if tp and not os.path.isabs(tp):
-            data["tokenizer"]["path"] = str(base / tp)
+                st[key] = [rebase(x) for x in v] if isinstance(v, list) else rebase(v)
+        tk = data.get("tokenizer")
+        if isinstance(tk, dict) and tk.get("path"):
+            tk["path"] = rebase(tk["path"])
         return cls.model_validate(data)
+
+    def check_stages(self) -> None:
+        """Every stage name is registered and its parameters (with each source's overrides)
+        validate, without building the stages (no model is loaded). RecipeError or a pydantic
+        ValidationError naming the stage."""
+        from .stages import stage_class
+
+        for i, st in enumerate(self.stages):
+            try:
+                cls = stage_class(st.name)
+            except ValueError as e:
+                raise RecipeError(f"stages[{i}].name: {e}") from None
+            _check_params(cls, st.params(), f"stages[{i}] ({st.name})")
+        for j, src in enumerate(self.sources):
+            for i, st in enumerate(self.stages_for(j)):
+                if st.name in src.stage_overrides:
+                    _check_params(stage_class(st.name), st.params(),
+                                  f"sources[{j}].stage_overrides.{st.name}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -185,31 +234,74 @@ class Recipe(_Strict):
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
-    """Files named by paths, directories (recursive) and globs, sorted for a deterministic order."""
+    """Files named by paths, directories (recursive) and globs, sorted for a deterministic order.
+
+    Symlinked sub-directories are followed. A symlink that leads back to a directory on its own
+    path (a loop) is not entered: it is returned as it is, a directory that is neither walked
+    nor an HF dataset, and the reader reports it once as a skipped unit (`symlink_loop`); a
+    broken symlink is returned too and reported by the reader (it cannot be opened). A
+    missing input path is FileNotFoundError (errno ENOENT, the path as its filename)."""
     out: list[str] = []
     for pat in patterns:
         if any(c in pat for c in "*?["):
             hits = sorted(glob.glob(pat, recursive=True))
         elif os.path.isdir(pat):
-            hits = []
-            if _is_hf_dataset_dir(pat):
-                hits = [pat]
-            else:
-                for root, dirs, files in os.walk(pat):
-                    dirs.sort()
-                    if _is_hf_dataset_dir(root):
-                        hits.append(root)
-                        dirs[:] = []
-                        continue
-                    hits += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".")]
-        elif os.path.exists(pat):
-            hits = [pat]
+            hits = [pat] if _is_hf_dataset_dir(pat) else _walk(pat)
+        elif os.path.lexists(pat):
+            hits = [pat]  # a file, or a broken / looping symlink the reader reports
         else:
-            raise FileNotFoundError(f"input path does not exist: {pat}")
+            raise FileNotFoundError(errno.ENOENT, "input path does not exist", pat)
         for h in hits:
             if h not in out:
                 out.append(h)
     return out
+
+
+def _walk(top: str) -> list[str]:
+    """Files under `top` (sorted, hidden files skipped), following symlinked directories; a
+    directory whose identity (device, inode) is already on the path from `top` is a loop."""
+    hits: list[str] = []
+    ident = {os.path.normpath(top): (_dir_id(top),)}  # directory -> identities of it and its ancestors
+    for root, dirs, files in os.walk(top, followlinks=True):
+        dirs.sort()
+        if _is_hf_dataset_dir(root) and root != top:
+            hits.append(root)
+            dirs[:] = []
+            continue
+        chain = ident.pop(os.path.normpath(root), ())
+        hits += [os.path.join(root, f) for f in sorted(files) if not f.startswith(".")]
+        keep = []
+        for d in dirs:
+            full = os.path.join(root, d)
+            did = _dir_id(full)
+            if did in chain:
+                hits.append(full)  # a loop: handed over unwalked, reported by the reader
+                continue
+            ident[os.path.normpath(full)] = chain + (did,)
+            keep.append(d)
+        dirs[:] = keep
+    return hits
+
+
+def _dir_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def is_symlink_loop(path: str) -> bool:
+    """True for a directory `expand_paths` hands over unwalked: one that is (through a symlink on
+    its path) the same directory as one of its own ancestors."""
+    if not os.path.isdir(path):
+        return False
+    target = _dir_id(path)
+    parent = os.path.dirname(os.path.abspath(path))  # the path as written, symlinks unresolved
+    while True:
+        if _dir_id(parent) == target:
+            return True
+        up = os.path.dirname(parent)
+        if up == parent:
+            return False
+        parent = up
 
 
 def _is_hf_dataset_dir(path: str) -> bool:

@@ -1,4 +1,10 @@
-"""`corpus` command line: build, stats, verify."""
+"""`corpus` command line: build, stats, verify, dedup, classifier, tokenizer.
+
+Every user error is one `error: <where>: <what is wrong>` line on stderr with exit status 2,
+never a traceback; output to a pipe is not wrapped at 80 columns and long commands print a
+plain progress line every REFINERY_PROGRESS_SECONDS (30) when not on a terminal
+(shards/cliutil.py). `corpus build --input A B C` is `--input A --input B --input C`.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from shards.cliutil import ErrorsAsMessages, UserError, check_build_dir, make_console, progress, reading
+
+# every error of every command is one `error: <where>: <what>` line, exit 2 (shards/cliutil.py)
 app = typer.Typer(help="Build, inspect and verify tokenized shard corpora for continued pretraining.",
-                  no_args_is_help=True, add_completion=False)
-console = Console()
+                  no_args_is_help=True, add_completion=False, cls=ErrorsAsMessages)
+console = make_console()  # not cut to 80 columns when piped
 
 
 def _fmt(n: float | int | None) -> str:
@@ -28,12 +35,18 @@ def _fmt(n: float | int | None) -> str:
 
 @app.command()
 def build(
-    recipe: Optional[Path] = typer.Argument(None, help="YAML recipe; omit for --input or the demo corpus"),
+    recipe: Optional[list[str]] = typer.Argument(
+        None, metavar="[RECIPE | PATH...]",
+        help="a YAML recipe; or, with --input, more input paths: `--input A B C` is `--input A --input B "
+             "--input C`; neither: the built-in demo corpus"),
     out: Path = typer.Option(..., "--out", "-o", help="output directory"),
-    input: Optional[list[str]] = typer.Option(None, "--input", "-i", help="quick form: input paths, one source each"),
+    input: Optional[list[str]] = typer.Option(
+        None, "--input", "-i", help="quick form: input paths (files, directories, globs), one source each; "
+                                    "`--input A B C` or `--input A --input B`"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="worker processes"),
     seq_len: Optional[int] = typer.Option(None, "--seq-len"),
-    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="SentencePiece .model or tokenizer.json"),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="SentencePiece .model or tokenizer.json "
+                                            "(no PAD token: rows are padded with EOS)"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     strict: bool = typer.Option(False, "--strict", help="the first unreadable unit is fatal"),
     restart: bool = typer.Option(False, "--restart", help="discard an interrupted build in --out"),
@@ -42,54 +55,110 @@ def build(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster: auto or ray://HOST:PORT"),
 ) -> None:
     """Build shards from a recipe, from --input paths, or (neither) from the built-in demo corpus."""
-    from corpus.build import BuildError, DiskFullError, build as run_build, quick_recipe
+    from corpus.build import build as run_build, quick_recipe
     from corpus.demo import demo_recipe
-    from corpus.readers import ReadError
     from corpus.recipe import Recipe
 
-    if recipe is not None:
-        r = Recipe.from_yaml(recipe)
-    elif input:
-        r = quick_recipe(list(input))
+    positional = list(recipe or [])
+    if input:
+        # typer options take one value each: the words after `--input A` arrive as positionals
+        yaml_like = [x for x in positional if x.lower().endswith((".yaml", ".yml"))]
+        if yaml_like:
+            raise UserError("build", f"give a recipe ({yaml_like[0]}) or --input paths, not both")
+        inputs = list(input) + positional
+        source = "--input"
+    elif len(positional) > 1:
+        raise UserError("build", f"one recipe, not {len(positional)} ({' '.join(positional[:3])}); "
+                                 "several input paths go after --input")
     else:
-        console.print("[bold]no recipe or --input: building the built-in demo corpus[/]")
-        r = demo_recipe()
-    upd: dict = {}
-    if workers is not None:
-        upd["workers"] = workers
-    if seed is not None:
-        upd["seed"] = seed
-    if upd or seq_len or tokenizer or strict:
+        source = positional[0] if positional else "demo recipe"
+    with reading(source):
+        if input:
+            for p in inputs:
+                if not any(c in p for c in "*?[") and not os.path.lexists(p):
+                    raise UserError("--input", f"{p}: no such file or directory")
+            r = quick_recipe(inputs)
+        elif positional:
+            r = _load_recipe(positional[0])
+        else:
+            console.print("[bold]no recipe or --input: building the built-in demo corpus[/]")
+            r = demo_recipe()
+    given = {k: v for k, v in (("workers", workers), ("seed", seed), ("packing.seq_len", seq_len),
+                                ("tokenizer.path", tokenizer), ("limits.strict", True if strict else None))
+             if v is not None}  # `is not None`: `--seq-len 0` is refused by validation, not ignored
+    if given:
         d = r.model_dump()
-        d.update(upd)
-        if seq_len:
-            d["packing"]["seq_len"] = seq_len
-        if tokenizer:
-            d["tokenizer"]["path"] = tokenizer
-        if strict:
-            d["limits"]["strict"] = True
-        r = Recipe.model_validate(d)
+        for key, v in given.items():
+            *head, last = key.split(".")
+            sub = d
+            for h in head:
+                sub = sub[h]
+            sub[last] = v
+        flags = {"workers": "--workers", "seed": "--seed", "packing.seq_len": "--seq-len",
+                 "tokenizer.path": "--tokenizer", "limits.strict": "--strict"}
+        with reading(source, {k: f for k, f in flags.items() if k in given}):
+            r = Recipe.model_validate(d)
+    _check_recipe(r, source, "--tokenizer" if tokenizer else None)
     from corpus.executor import make_executor
 
-    with Progress(TextColumn("[bold blue]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as prog:
-        task = prog.add_task("read+clean+tokenize", total=None)
-
+    with progress(console, "read+clean+tokenize") as prog:
         def on_plan(total: int, done: int) -> None:
-            prog.update(task, total=total, completed=done)
+            prog.update(total=total, completed=done)
             if done:
                 console.print(f"resuming: {done}/{total} units already done")
 
         def on_unit(sm: dict) -> None:
-            prog.advance(task)
+            prog.advance()
 
-        try:
-            ex = make_executor(executor, r.workers, address)
-            res = run_build(r, str(out), ex, restart=restart, on_unit=on_unit, on_plan=on_plan, force=force)
-        except (BuildError, ReadError, FileNotFoundError, DiskFullError) as e:
-            console.print(f"[red]build failed:[/] {e}")
-            raise typer.Exit(2)
+        ex = make_executor(executor, r.workers, address)
+        res = run_build(r, str(out), ex, restart=restart, on_unit=on_unit, on_plan=on_plan, force=force)
     _summary(res.manifest, res.report)
+
+
+def _load_recipe(path: str):
+    """A recipe file, every problem with it one `error: <file>: ...` line."""
+    from corpus.recipe import Recipe, RecipeError
+
+    if not os.path.exists(path):
+        raise UserError(path, "no such recipe file")
+    with reading(path):
+        try:
+            return Recipe.from_yaml(path)
+        except RecipeError as e:
+            raise UserError(path, str(e).removeprefix(f"{path}: ")) from None
+
+
+def _check_recipe(r, source: str, tokenizer_flag: str | None) -> None:
+    """What validation alone cannot see, checked before anything is written: stage names and
+    parameters, and a tokenizer that loads and has the special tokens the recipe asks for."""
+    from corpus.recipe import RecipeError
+
+    try:
+        r.check_stages()
+    except RecipeError as e:
+        raise UserError(source, str(e)) from None
+    where = tokenizer_flag or f"{source}: tokenizer.path"
+    path = r.tokenizer.path
+    if path is not None and not os.path.isfile(path):
+        raise UserError(where, f"{path}: no such tokenizer file" if not os.path.exists(path) else
+                        f"{path}: not a file (give the .model or tokenizer.json itself)")
+    from corpus.tokenizer import load_tokenizer
+
+    try:
+        tok = load_tokenizer(path)
+    except Exception as e:  # noqa: BLE001 - sentencepiece/tokenizers raise bare RuntimeError/Exception
+        raise UserError(where, f"{path}: not a SentencePiece .model or Hugging Face tokenizer.json "
+                               f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    for flag, tid, name in ((r.tokenizer.add_bos, tok.bos_id, "BOS"), (r.tokenizer.add_eos, tok.eos_id, "EOS")):
+        if flag and tid < 0:
+            raise UserError(where, f"the tokenizer has no {name} token; set tokenizer.add_{name.lower()}: false "
+                                   "in the recipe (or give a tokenizer that has one)")
+    if tok.pad_id < 0:
+        if tok.eos_id < 0:
+            raise UserError(where, "the tokenizer has no PAD and no EOS token to pad rows with")
+        # the documented choice (README, docs/reliability.md): pad with EOS, recorded as pad_id
+        console.print(f"note: the tokenizer has no PAD token; rows are padded with EOS (id {tok.eos_id}), "
+                      "recorded as pad_id in the manifest")
 
 
 def _summary(m: dict, rep: dict) -> None:
@@ -124,6 +193,12 @@ def stats(
     """What was built and what every stage removed (the funnel); two dirs are compared."""
     from shards.stats import collect, sample_rows
 
+    if len(dirs) > 2:
+        raise UserError("stats", f"one build directory, or two to compare, not {len(dirs)}")
+    for d in dirs:
+        check_build_dir(str(d))
+    if sample < 0:
+        raise UserError("--sample", f"a number of rows >= 0 (got {sample})")
     data = [collect(str(d)) for d in dirs]
     if report:
         from shards.report import make_report
@@ -148,7 +223,7 @@ def _compare(a: dict, b: dict) -> None:
         t.add_column(c)
     ra = {r["source"]: r for r in a["splits"]["train"]}
     rb = {r["source"]: r for r in b["splits"]["train"]}
-    for s in sorted(set(ra) | set(rb)):
+    for s in _merge_order(list(ra), list(rb)):  # recipe order, not alphabetical
         x, y = ra.get(s, {}), rb.get(s, {})
         ta, tb = x.get("tokens", 0), y.get("tokens", 0)
         t.add_row(s, _fmt(x.get("unique_docs")), _fmt(y.get("unique_docs")), _fmt(ta), _fmt(tb),
@@ -159,9 +234,28 @@ def _compare(a: dict, b: dict) -> None:
     t = Table(title="funnel: documents out of each stage, A vs B")
     for c in ("source", "stage", "A", "B"):
         t.add_column(c)
-    for k in sorted(set(fa) | set(fb)):
-        t.add_row(k[0], k[1], _fmt(fa.get(k, {}).get("docs_out")), _fmt(fb.get(k, {}).get("docs_out")))
+    # pipeline order: each source's stages as the builds ran them (a stage only B has goes
+    # where B ran it), never sorted by name
+    for src in _merge_order(list(a["funnel"]), list(b["funnel"])):
+        stages = _merge_order([r["stage"] for r in a["funnel"].get(src, [])],
+                              [r["stage"] for r in b["funnel"].get(src, [])])
+        for st in stages:
+            k = (src, st)
+            t.add_row(src, st, _fmt(fa.get(k, {}).get("docs_out")), _fmt(fb.get(k, {}).get("docs_out")))
     console.print(t)
+
+
+def _merge_order(xs: list[str], ys: list[str]) -> list[str]:
+    """xs, with the items only ys has inserted after the item that precedes them in ys."""
+    out = list(dict.fromkeys(xs))
+    at = 0
+    for y in ys:
+        if y in out:
+            at = out.index(y) + 1
+        else:
+            out.insert(at, y)
+            at += 1
+    return out
 
 
 def _spark(h: list[int]) -> str:
@@ -206,15 +300,23 @@ def _print_stats(x: dict) -> None:
 
 @app.command()
 def verify(root: Path = typer.Argument(..., help="build directory")) -> None:
-    """Check every checksum and invariant; exit 1 naming the first bad file and offset."""
-    from shards.verify import verify as run_verify
+    """Check every checksum and invariant; exit 1 naming the first bad file and offset (warnings only: 0)."""
+    from shards.verify import is_warning, verify as run_verify
 
+    if not root.is_dir():
+        raise UserError(str(root), "no such build directory" if not root.exists() else "not a directory")
     problems = run_verify(str(root))
-    if problems:
-        for p in problems:
-            console.print(f"[red]BAD[/] {p}")
-        raise typer.Exit(1)
-    console.print(f"[green]OK[/] {root}: all shards match the manifest")
+    warnings = [p for p in problems if is_warning(p)]
+    bad = [p for p in problems if not is_warning(p)]
+    for p in bad:
+        console.print(f"[red]BAD[/] {p}")
+    for p in warnings:
+        console.print(f"[yellow]WARNING[/] {p}")
+    if bad:
+        raise typer.Exit(1)  # a damaged build: 1, not 2 (that is for usage errors)
+    # warning-level problems (e.g. an old manifest without a checksum) do not fail verify
+    console.print(f"[green]OK[/] {root}: all shards match the manifest"
+                  + (f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""))
 
 
 classifier_app = typer.Typer(help="Domain classifier (fastText): train on a recipe's domain vs general "
@@ -239,19 +341,18 @@ def classifier_train(
 ) -> None:
     """Train the domain classifier: documents of `kind: domain` sources vs `kind: general` ones."""
     from corpus.classifier import ClassifierConfig, train
-    from corpus.recipe import Recipe
 
-    cfg = ClassifierConfig(max_docs_per_label=max_docs, epoch=epoch, dim=dim, lr=lr, word_ngrams=word_ngrams,
-                           val_ratio=val_ratio, threads=threads, clean=not raw, seed=seed)
-    r = Recipe.from_yaml(recipe)
-    with Progress(TextColumn("[bold blue]{task.description}"), TextColumn("{task.fields[file]}"),
-                  TimeElapsedColumn(), console=console, transient=True) as prog:
-        task = prog.add_task("reading + sampling", total=None, file="")
+    flags = {"max_docs_per_label": "--max-docs", "epoch": "--epoch", "dim": "--dim", "lr": "--lr",
+             "word_ngrams": "--word-ngrams", "val_ratio": "--val-ratio", "threads": "--threads", "seed": "--seed"}
+    with reading("classifier train", flags):
+        cfg = ClassifierConfig(max_docs_per_label=max_docs, epoch=epoch, dim=dim, lr=lr, word_ngrams=word_ngrams,
+                               val_ratio=val_ratio, threads=threads, clean=not raw, seed=seed)
+    r = _load_recipe(str(recipe))
+    with progress(console, "reading + sampling") as prog:
         try:
-            card = train(r, str(out), cfg, on_file=lambda f: prog.update(task, file=f))
+            card = train(r, str(out), cfg, on_file=lambda f: prog.update(info=str(f)))
         except ValueError as e:
-            console.print(f"[red]cannot train:[/] {e}")
-            raise typer.Exit(2)
+            raise UserError(str(recipe), f"cannot train: {' '.join(str(e).split())}") from None
     t = Table(title=f"domain classifier → {out} ({card['bytes'] / 2**20:.1f} MiB, {card['seconds']} s)")
     for c in ("label", "documents seen", "trained on"):
         t.add_column(c)
@@ -285,6 +386,8 @@ def classifier_score(
     from corpus.readers import FileReader
     from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
 
+    if not model.is_file():
+        raise UserError(str(model), "no such model file (from `corpus classifier train`)")
     m = load_model(str(model))
     rows: list[tuple[float, str, str]] = []
     t = Table(title=f"P(domain) under {model.name}")
@@ -337,6 +440,8 @@ def tokenizer_convert(
     from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
     from corpus.tokenizer import Tokenizer, spm_to_tokenizer_json
 
+    if not model.is_file():
+        raise UserError(str(model), "no such SentencePiece model file")
     res = spm_to_tokenizer_json(str(model), str(out))
     console.print(f"wrote {out}: {res['vocab_size']:,} pieces, {res['merges']:,} merges")
     if check:
@@ -349,13 +454,6 @@ def tokenizer_convert(
         if bad:
             raise typer.Exit(1)
 
-
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
 
 
 @app.command()
@@ -377,8 +475,10 @@ def dedup(
         console.print(explain_table(bands, rows, verify))
         return
     if not inputs or out is None:
-        raise typer.BadParameter("give INPUT... and --out (or --explain)")
-    st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
+        raise UserError("dedup", "give INPUT... and --out (or --explain)")
+    with reading("dedup", {"ngram": "--ngram", "num_perm": "--num-perm", "bands": "--bands", "rows": "--rows",
+                           "verify_threshold": "--verify"}):
+        st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
     res = dedup_files(list(inputs), str(out), st, text_key)
     t = Table(title="corpus dedup")
     for k in ("documents", "kept", "near_duplicates", "clusters_with_duplicates"):
@@ -386,3 +486,12 @@ def dedup(
     console.print(t)
     if res["bad_units"]:
         console.print(f"[yellow]{len(res['bad_units'])} unreadable units[/] (first: {res['bad_units'][0]})")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+# last: every command above must be registered before `python -m corpus.cli` runs the app
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

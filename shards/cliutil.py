@@ -38,7 +38,8 @@ except ImportError:  # pragma: no cover
 # this module imports none of them (the module is loaded whenever one was raised)
 USER_ERRORS = (("corpus.build", "BuildError"), ("corpus.readers", "ReadError"),
                ("shards.format", "ShardFormatError"), ("shards.format", "DiskFullError"),
-               ("train.model", "TokenizerMismatch"), ("corpus.recipe", "RecipeError"))
+               ("train.model", "TokenizerMismatch"), ("corpus.recipe", "RecipeError"),
+               ("train.safe_load", "CheckpointError"))
 
 PIPE_WIDTH = 200  # columns of a console that is not a terminal (tables are only as wide as they need)
 
@@ -127,9 +128,11 @@ def describe(e: BaseException) -> UserError | None:
     if isinstance(e, OSError):
         if e.errno == errno.EPIPE:
             return None
-        what = e.strerror or str(e)
-        where = e.filename if e.filename is not None else type(e).__name__
-        return UserError(str(where), what + (f" -> {e.filename2}" if e.filename2 else ""))
+        if e.filename is None:  # FileNotFoundError("path: what"): the message says where
+            msg = " ".join(str(e).split())
+            where, sep, what = msg.partition(": ")
+            return UserError(where, what) if sep else UserError(type(e).__name__, msg)
+        return UserError(str(e.filename), (e.strerror or str(e)) + (f" -> {e.filename2}" if e.filename2 else ""))
     return None
 
 

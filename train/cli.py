@@ -1,17 +1,37 @@
-"""`train` command line: run (and, later, export / generate / eval)."""
+"""`train` command line: run, export, generate, eval.
+
+Every user error is one `error: <where>: <what is wrong>` line on stderr with exit status 2,
+never a traceback (shards/cliutil.py; train/ never imports corpus/). When stdout is not a
+terminal (`train run > log`), `train run` prints a plain progress line every
+REFINERY_PROGRESS_SECONDS (30) seconds instead of a progress bar, and output is not wrapped
+at 80 columns.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shards.cliutil import ErrorsAsMessages, UserError, check_build_dir, make_console, progress, reading
+
 app = typer.Typer(help="Continued pretraining on refinery shards with DeepSpeed.", no_args_is_help=True,
-                  add_completion=False)
-console = Console()
+                  add_completion=False, cls=ErrorsAsMessages)
+console = make_console()
+
+# the options of `train run` by TrainConfig field: a validation error names the flag the user typed
+RUN_FLAGS = {"shards": "--shards", "out": "--out", "model": "--model", "steps": "--steps",
+             "micro_batch": "--micro-batch", "grad_accum": "--grad-accum", "lr": "--lr", "schedule": "--schedule",
+             "warmup_ratio": "--warmup-ratio", "min_lr_ratio": "--min-lr-ratio", "lr_scale_batch": "--lr-scale-batch",
+             "pretrain_max_lr": "--pretrain-max-lr", "zero_stage": "--zero-stage",
+             "offload_optimizer": "--offload-optimizer", "offload_params": "--offload-params",
+             "precision": "--precision", "eval_interval": "--eval-interval", "eval_rows": "--eval-rows",
+             "save_interval": "--save-interval", "lora_r": "--lora-r", "seed": "--seed",
+             "train_sources": "--train-source", "stop_after": "--stop-after", "liger": "--liger",
+             "warmup_steps": "--warmup-steps", "doc_attention": "--doc-attention"}
 
 
 @app.command()
@@ -62,17 +82,40 @@ def run(
         over["resume"] = True
     if rewarm:
         over["rewarm"] = True
+    given = {k: f for k, f in RUN_FLAGS.items() if over.get(k) is not None}
     if config:
-        cfg = TrainConfig.from_yaml(config, **over)
+        if not config.is_file():
+            raise UserError(str(config), "no such config file" if not config.exists() else "not a file")
+        from pydantic import ValidationError
+
+        with reading(str(config), given):
+            try:
+                cfg = TrainConfig.from_yaml(config, **over)
+            except ValidationError:
+                raise
+            except ValueError as e:  # not a mapping
+                raise UserError(str(config), str(e).removeprefix(f"{config}: ")) from None
     else:
         if not shards:
-            raise typer.BadParameter("--shards (or --config) is required")
-        cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+            raise UserError("train run", "give --shards (a `corpus build --out` directory) or --config")
+        with reading("train run", given):
+            cfg = TrainConfig(**{k: v for k, v in over.items() if v is not None})
+    check_build_dir(cfg.shards, "--shards" if shards or not config else f"{config}: shards")
+    _check_model(cfg.model, "--model" if model else (f"{config}: model" if config else "--model"))
 
-    def on_record(rec: dict) -> None:
-        pass
+    # on a terminal the trainer draws its own bar; in a log, a plain line every N seconds
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if console.is_terminal or not rank0:
+        res = train(cfg, None, progress=rank0)
+    else:
+        with progress(console, "train") as prog:
+            prog.update(total=cfg.steps, info="(setting up: model, data, DeepSpeed)")
 
-    res = train(cfg, on_record)
+            def on_record(rec: dict) -> None:
+                prog.update(completed=rec["step"], info=f"loss {rec['loss']:.4f} lr {rec['lr']:.3e} "
+                                                         f"{rec['tokens_per_s']:,.0f} tokens/s")
+
+            res = train(cfg, on_record, progress=False)
     h = res["history"]
     t = Table(title=f"train summary: {res['steps']} steps, {res['tokens_seen']:,} tokens, {res['params']:,} params")
     t.add_column("metric")
@@ -104,6 +147,23 @@ def _shutdown(engine) -> None:
     torch.distributed.destroy_process_group()
 
 
+def _check_model(model: str, where: str) -> None:
+    from train.model import PRESETS
+
+    if model not in PRESETS and not os.path.isdir(model):
+        raise UserError(where, f"{model!r} is neither a preset ({', '.join(PRESETS)}) nor a local "
+                               "Hugging Face model directory")
+
+
+def _check_hf_dir(path: str, where: str) -> None:
+    if not os.path.isdir(path):
+        raise UserError(where, f"{path}: no such model directory" if not os.path.exists(path) else
+                        f"{path}: not a directory")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise UserError(where, f"{path}: not a Hugging Face model directory (no config.json; "
+                               "`train export` writes one)")
+
+
 @app.callback()
 def _main() -> None:
     """Continued pretraining on refinery shards with DeepSpeed."""
@@ -119,6 +179,12 @@ def export_cmd(
     """ZeRO checkpoint → fp32 → fp16/bf16 → Hugging Face directory (LoRA merged), in one step."""
     from train.export import export
 
+    if dtype not in ("bf16", "fp16", "fp32"):
+        raise UserError("--dtype", f"bf16, fp16 or fp32 (got {dtype!r})")
+    if not os.path.isdir(run_dir):
+        raise UserError(run_dir, "no such run directory (a `train run --out` directory)")
+    if not os.path.isdir(os.path.join(run_dir, "checkpoints")):
+        raise UserError(run_dir, "no checkpoints/ here: not a `train run --out` directory, or no step was saved")
     res = export(run_dir, out, dtype, tag)
     console.print(f"[green]exported[/] {res['tensors']} tensors as {dtype} to {out}"
                   + (" (LoRA merged)" if res["lora_merged"] else ""))
@@ -136,6 +202,12 @@ def generate_cmd(
     """Continue a prompt (the FAQ's sanity check of a converted model)."""
     from train.export import generate
 
+    _check_hf_dir(model, "MODEL")
+    if max_new_tokens < 1:
+        raise UserError("--max-new-tokens", f"at least 1 (got {max_new_tokens})")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise UserError("--temperature" if temperature < 0 else "--top-p",
+                        f"temperature >= 0 and 0 < top-p <= 1 (got {temperature}, {top_p})")
     console.print(prompt + "[bold]" + generate(model, prompt, max_new_tokens, temperature, top_p, seed) + "[/]")
 
 
@@ -148,6 +220,10 @@ def eval_cmd(
     """Perplexity of a model on every val source of a shard directory."""
     from train.export import perplexity
 
+    _check_hf_dir(model, "MODEL")
+    check_build_dir(shards, "--shards")
+    if max_rows < 1:
+        raise UserError("--max-rows", f"at least 1 (got {max_rows})")
     res = perplexity(model, shards, max_rows)
     t = Table(title=f"perplexity on {shards}")
     for c in ("source", "tokens", "loss", "ppl"):

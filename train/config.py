@@ -88,6 +88,9 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: object) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):  # a YAML list or scalar: a clean ValueError, not AttributeError
+            raise ValueError(f"{path}: a train config is a YAML mapping (shards:, steps:, ...), "
+                             f"not a {type(data).__name__}")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(data)

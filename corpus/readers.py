@@ -18,6 +18,7 @@ import lzma
 import os
 import re
 import stat
+import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -29,6 +30,9 @@ from .recipe import LimitsConfig, SourceConfig, is_symlink_loop
 TEXT_KEYS = ("text", "content", "raw_content", "maintext", "article_text", "fact", "body", "document")
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CHUNK = 1 << 20
+# the largest single JSON Lines line or JSON array element held in memory to be parsed (a 150 MB
+# one-line document is read; a longer one is skipped as `oversize_record`, streamed past unheld)
+MAX_RECORD_BYTES = 256 << 20
 
 
 class ReadError(Exception):
@@ -136,16 +140,38 @@ _STREAM_ERRORS = (EOFError, OSError, zstandard.ZstdError, lzma.LZMAError, ValueE
 
 def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """Split a binary stream on b'\\n' only (U+2028 inside JSON strings must not split a line)."""
-    rest = b""
+    for line, _ in iter_lines_capped(stream, 1 << 62):
+        yield line  # type: ignore[misc]
+
+
+def iter_lines_capped(stream: IO[bytes], cap: int) -> Iterator[tuple[bytes | None, int]]:
+    """(line, length) per b'\\n'-terminated line, in time linear in the line's length however long
+    it is (pieces are joined once); a line longer than `cap` bytes is (None, length), its bytes
+    dropped as they stream past."""
+    pieces: list[bytes] = []
+    size, over = 0, False
     while True:
         chunk = stream.read(_CHUNK)
         if not chunk:
             break
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
-        yield from parts
-    if rest:
-        yield rest
+        parts = chunk.split(b"\n")
+        last = parts.pop()
+        for k, part in enumerate(parts):
+            size += len(part)
+            if over or size > cap:
+                yield None, size
+            elif k == 0 and pieces:
+                yield b"".join(pieces) + part, size
+            else:
+                yield part, size
+            pieces, size, over = [], 0, False
+        size += len(last)
+        if not over and last:
+            pieces.append(last)
+            if size > cap:
+                over, pieces = True, []
+    if pieces or over:
+        yield (None if over else b"".join(pieces)), size
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,6 +186,9 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-32"
     if sample.startswith(codecs.BOM_UTF16_LE) or sample.startswith(codecs.BOM_UTF16_BE):
         return "utf-16"
+    bomless = _utf16_without_bom(sample)
+    if bomless:
+        return bomless
     try:
         codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
         return "utf-8"
@@ -182,6 +211,141 @@ def detect_encoding(sample: bytes) -> str:
     return best
 
 
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """'utf-16-le'/'utf-16-be' for BOM-less UTF-16 of mostly Latin text (a NUL in every other
+    byte, which also passes as UTF-8 full of NULs), else None."""
+    n = len(sample) // 2 * 2
+    if n < 8:
+        return None
+    even, odd = sample[0:n:2], sample[1:n:2]
+    for enc, zero, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if zero.count(0) > 0.6 * len(zero) and other.count(0) < 0.02 * len(other):
+            try:
+                codecs.getincrementaldecoder(enc)().decode(sample[:n], final=False)
+                return enc
+            except UnicodeDecodeError:
+                pass
+    return None
+
+
+UTF8 = ("utf-8", "utf-8-sig", "utf8")
+_HIGH = bytes(range(128, 256))
+
+
+def _replacements(raw: bytes, text: str, enc: str) -> int:
+    """U+FFFD in `text` that decoding `raw` with errors='replace' added (not literal ones)."""
+    n = text.count("\ufffd")
+    if n:
+        try:
+            n -= raw.count("\ufffd".encode(enc))
+        except (UnicodeEncodeError, LookupError):
+            pass
+    return max(n, 0)
+
+
+def _decode_as(raw: bytes, enc: str, errors: str, final: bool) -> tuple[str, bytes]:
+    """Decode `raw`; bytes of a character cut at the end are returned (when not `final`)."""
+    d = codecs.getincrementaldecoder(enc)(errors=errors)
+    text = d.decode(raw, final=final)
+    return text, (b"" if final else d.getstate()[0])
+
+
+def decode_block(raw: bytes, enc: str, explicit: bool = False, final: bool = True) -> tuple[str, int, bytes]:
+    """Decode one line or block of a file whose encoding is `enc`: (text, characters replaced,
+    undecoded tail of a character cut at the block end). The encoding is chosen per block, so one
+    bad byte costs one U+FFFD, never a re-decode of the file: strict UTF-8 first (a UTF-8 block is
+    UTF-8 whatever the file's guess), then the file's legacy encoding strictly; a UTF-8 file's block
+    that is mostly not UTF-8 is tried as GB18030/Big5 (a mixed file); else `enc` with U+FFFD for
+    the bad bytes, counted. An `explicit` encoding (the recipe's) is never second-guessed."""
+    base = "utf-8" if enc in UTF8 else enc
+    order = [base] if explicit or base != "utf-8" and not _ascii_compatible(base) else list(dict.fromkeys(["utf-8", base]))
+    for e in order:
+        try:
+            text, tail = _decode_as(raw, e, "strict", final)
+            return text, 0, tail
+        except UnicodeDecodeError:
+            pass
+    text, tail = _decode_as(raw, base, "replace", final)
+    n = _replacements(raw, text, base)
+    if base == "utf-8" and not explicit and n * 4 >= len(raw) - len(raw.translate(None, _HIGH)):
+        for alt in ("gb18030", "big5"):  # mostly not UTF-8: a block in a legacy encoding
+            try:
+                t2, tail2 = _decode_as(raw, alt, "strict", final)
+                if not looks_binary(raw[:8192], alt):
+                    return t2, 0, tail2
+            except UnicodeDecodeError:
+                pass
+    return text, n, tail
+
+
+def _ascii_compatible(enc: str) -> bool:
+    try:
+        return "\n".encode(enc) == b"\n" and "{".encode(enc) == b"{"
+    except LookupError:
+        return False
+
+
+class TextBlocks:
+    """A binary stream as decoded text blocks of about 1 MiB, each cut after a b'\\n' when the
+    block has one (so an encoding switch happens at a line start) and decoded by `decode_block`.
+    `replaced` counts the U+FFFD inserted; `consumed` the bytes turned into text so far."""
+
+    def __init__(self, stream: IO[bytes], enc: str, explicit: bool = False):
+        self.stream, self.enc, self.explicit = stream, enc, explicit
+        self.replaced = 0
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[str]:
+        tail = b""
+        while True:
+            chunk = self.stream.read(_CHUNK)
+            final = not chunk
+            data = tail + chunk
+            if not data:
+                return
+            rest = b""
+            if not final:
+                k = data.rfind(b"\n")
+                if k >= 0:
+                    data, rest = data[: k + 1], data[k + 1:]
+            text, n, pending = decode_block(data, self.enc, self.explicit, final)
+            if len(pending) > 16:  # not a cut character: a stuck decoder; replace those bytes
+                text += pending.decode(self.enc if self.enc not in UTF8 else "utf-8", errors="replace")
+                pending = b""
+            self.replaced += n
+            self.consumed += len(data) - len(pending)
+            tail = pending + rest
+            if text:
+                yield text
+            if final:
+                return
+
+
+class _Transcode(io.RawIOBase):
+    """UTF-16/UTF-32 bytes as UTF-8 bytes, so that lines split on b'\\n' (in UTF-16 a newline is
+    two bytes and splitting on one byte misaligns every later line). Bad units are counted."""
+
+    def __init__(self, stream: IO[bytes], enc: str):
+        self._s, self._d = stream, codecs.getincrementaldecoder(enc)(errors="replace")
+        self._buf, self._eof, self.replaced = b"", False, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        while not self._eof and (n is None or n < 0 or len(self._buf) < n):
+            b = self._s.read(_CHUNK)
+            self._eof = not b
+            text = self._d.decode(b, final=self._eof)
+            self.replaced += text.count("\ufffd")
+            self._buf += text.encode("utf-8", errors="replace")
+        if n is None or n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
 def clean_text(text: str) -> str:
     """CRLF/CR -> LF and removal of NUL and other C0 control characters (tabs and newlines kept)."""
     if "\r" in text:
@@ -189,14 +353,39 @@ def clean_text(text: str) -> str:
     return _CTRL.sub("", text)
 
 
-def looks_binary(sample: bytes) -> bool:
-    """True when a (decompressed) sample is not text: many NULs or control bytes."""
+def looks_binary(sample: bytes, enc: str | None = None) -> bool:
+    """True when a (decompressed) sample is not text: many NULs or control bytes, or (`enc` a
+    legacy CJK guess) bytes that only decode to rare or unassigned characters. Random bytes with
+    few control bytes are never UTF-8, and as GB18030 or Big5 they are mostly characters that real
+    text hardly uses (outside GB2312 / Big5 level 1, private use, unassigned, U+FFFD)."""
     if not sample:
         return False
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (enc or "").startswith(("utf-16", "utf-32")):
         return False
     ctrl = sum(1 for b in sample[:4096] if b < 9 or 13 < b < 32)
-    return ctrl / min(len(sample), 4096) > 0.10
+    if ctrl / min(len(sample), 4096) > 0.10:
+        return True
+    if enc in ("gb18030", "gbk", "gb2312", "big5"):
+        text = sample[:8192].decode(enc, errors="replace")
+        high = [c for c in text if c > "\x7f"]
+        if len(high) < 16:
+            return False
+        rare = sum(1 for c in high if _rare(c, enc))
+        return rare > 0.3 * len(high)
+    return False
+
+
+def _rare(c: str, enc: str) -> bool:
+    o = ord(c)
+    if c == "\ufffd" or 0x80 <= o < 0xA0 or 0xE000 <= o <= 0xF8FF or o > 0xFFFF or unicodedata.category(c) == "Cn":
+        return True
+    if "\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf":
+        try:
+            b = c.encode("gb2312" if enc != "big5" else "big5")
+        except UnicodeEncodeError:
+            return True
+        return enc == "big5" and b[0] >= 0xC9  # Big5 level 2: the less common characters
+    return False
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +458,7 @@ class FileReader:
         self.path, self.rel, self.src, self.limits = path, rel, src, limits
         self.byte_range = byte_range  # (start, end, first line) of a plain JSON Lines file
         self.records = 0
+        self.replaced = 0  # characters replaced by U+FFFD while decoding (the build report sums them)
 
     # -- helpers -------------------------------------------------------------------------
     def _bad(self, reason: str, line: int | None = None, offset: int | None = None, detail: str = "") -> BadUnit:
@@ -331,27 +521,39 @@ class FileReader:
         if not head.strip():
             yield self._bad("empty_file")
             return
-        if looks_binary(head):
-            yield self._bad("binary_content", offset=0, detail="more than 10% control bytes in the first 4 KiB")
-            return
         enc = self.src.encoding or detect_encoding(head)
+        if not self.src.encoding and looks_binary(head, enc):
+            yield self._bad("binary_content", offset=0,
+                            detail="more than 10% control bytes, or characters text does not use, in the first KiBs")
+            return
         kind = fmt if fmt != "auto" else self._sniff(head, enc)
         if self.byte_range is not None:
             with stream:
                 yield from self._read_jsonl_range(enc)
             return
+        body: IO[bytes] = _Rewind(head, stream)
+        transcode = None
+        if not _ascii_compatible(enc):  # UTF-16/32: read as UTF-8 (offsets are of that UTF-8)
+            body = transcode = _Transcode(body, enc)  # type: ignore[assignment]
+            enc = "utf-8"
+        elif enc in UTF8 and head.startswith(codecs.BOM_UTF8):
+            body, enc = _Rewind(head[3:], stream), "utf-8"
         try:
             with stream:
                 if kind in ("jsonl",):
-                    yield from self._read_jsonl(_Rewind(head, stream), enc)
+                    yield from self._read_jsonl(body, enc)
                 elif kind in ("json", "wudao"):
-                    yield from self._read_json(_Rewind(head, stream), enc)
+                    yield from self._read_json(body, enc)
                 elif kind == "csv":
-                    yield from self._read_csv(_Rewind(head, stream), enc)
+                    yield from self._read_csv(body, enc)
                 else:
-                    yield from self._read_text(_Rewind(head, stream), enc)
+                    yield from self._read_text(body, enc)
         except _STREAM_ERRORS as e:
             yield self._bad("truncated_or_corrupt_stream", detail=f"{type(e).__name__}: {e}")
+        if transcode is not None and transcode.replaced:
+            self.replaced += transcode.replaced
+            yield self._bad("undecodable_bytes", detail=f"{transcode.replaced} byte sequences not valid "
+                            "UTF-16/32 were replaced by U+FFFD (the text was kept)")
 
     def _sniff(self, head: bytes, enc: str) -> str:
         text = head.decode(enc, errors="replace").lstrip("\ufeff \t\r\n")
@@ -391,6 +593,8 @@ class FileReader:
         if not head.strip() or is_compressed(head) or looks_binary(head) or head.startswith(b"PAR1"):
             return False
         enc = self.src.encoding or detect_encoding(head)
+        if not _ascii_compatible(enc) or looks_binary(head, enc):  # UTF-16/32 lines are not cut at b"\n"
+            return False
         return self.src.format == "jsonl" or self._sniff(head, enc) == "jsonl"
 
     def _read_jsonl_range(self, enc: str) -> Iterator[Document | BadUnit]:
@@ -401,18 +605,23 @@ class FileReader:
 
     def _read_jsonl(self, stream: IO[bytes], enc: str, first_line: int = 1,
                     offset: int = 0) -> Iterator[Document | BadUnit]:
-        for lineno, raw in enumerate(iter_lines(stream), first_line):
-            start, offset = offset, offset + len(raw) + 1
+        explicit = bool(self.src.encoding)
+        for lineno, (raw, size) in enumerate(iter_lines_capped(stream, MAX_RECORD_BYTES), first_line):
+            start, offset = offset, offset + size + 1
+            if raw is None:
+                yield self._bad("oversize_record", lineno, start,
+                                f"a line of {size} bytes > {MAX_RECORD_BYTES} bytes (skipped unread)")
+                continue
             if not raw.strip():
                 continue
-            try:
-                line = raw.decode(enc if enc != "utf-8-sig" or lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                try:
-                    line = raw.decode("gb18030")
-                except UnicodeDecodeError as e:
-                    yield self._bad("undecodable_bytes", lineno, start, str(e))
-                    continue
+            if lineno == 1 and start == 0 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[3:]
+            line, replaced, _ = decode_block(raw, enc, explicit)
+            del raw
+            if replaced:  # the line is still read: one cut character costs one U+FFFD
+                self.replaced += replaced
+                yield self._bad("undecodable_bytes", lineno, start,
+                                f"{replaced} byte sequences not valid {enc} were replaced by U+FFFD (the line was kept)")
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
@@ -421,6 +630,7 @@ class FileReader:
             except (ValueError, RecursionError) as e:  # e.g. int max str digits, nesting too deep
                 yield self._bad("malformed_json", lineno, start, f"{type(e).__name__}: {str(e)[:120]}")
                 continue
+            del line
             yield from self._record(rec, f"{self.rel}:{lineno}", lineno, start)
 
     def _record(self, rec: Any, key: str, lineno: int | None, offset: int | None) -> Iterator[Document | BadUnit]:
@@ -447,23 +657,56 @@ class FileReader:
 
     # -- JSON documents and arrays (WuDao) -----------------------------------------------
     def _read_json(self, stream: IO[bytes], enc: str) -> Iterator[Document | BadUnit]:
-        """Stream a JSON array element by element (WuDao), or read a single JSON object."""
-        dec = codecs.getincrementaldecoder(enc)(errors="replace")
+        """Stream a JSON array element by element (WuDao), or read top-level JSON values.
+
+        A value is parsed by the C decoder from a buffer of about one block; one that runs past
+        the buffer is followed by `_Extent` (string- and escape-aware bracket counting) over the
+        next blocks, joined once it ends and parsed once (linear in its size, any size up to
+        MAX_RECORD_BYTES; bigger ones are scanned past unheld). A malformed element is reported
+        with its byte offset and the reader resumes at the next `{` that parses as an element."""
+        blocks = TextBlocks(stream, enc, bool(self.src.encoding))
+        it = iter(blocks)
+        codec = "utf-8" if enc in UTF8 else enc
         decoder = json.JSONDecoder()
-        buf, pos, base, eof = "", 0, 0, False  # base: chars consumed before buf
-        in_array, index, max_buf = None, 0, max(4 * self.limits.max_doc_chars, 64 << 20)
+        buf, pos, eof = "", 0, False
+        in_array, index = None, 0
+
+        def offset(p: int) -> int:  # bytes read so far minus those of buf[p:] (exact for clean text)
+            return blocks.consumed - len(buf[p:].encode(codec, errors="replace"))
 
         def fill() -> bool:
-            nonlocal buf, pos, base, eof
-            chunk = stream.read(_CHUNK)
-            if not chunk:
+            nonlocal buf, pos, eof
+            s = next(it, None)
+            if s is None:
                 eof = True
-                buf += dec.decode(b"", final=True)
                 return False
-            buf = buf[pos:] + dec.decode(chunk)
-            base += pos
-            pos = 0
+            buf, pos = buf[pos:] + s, 0
             return True
+
+        def resync(start: int) -> None:
+            """Move `pos` from a bad value at `start` to the next element start (or the end)."""
+            nonlocal buf, pos
+            i = start + 1
+            while True:
+                j = buf.find("{", i)
+                while j >= 0:
+                    k = j - 1
+                    while k >= 0 and buf[k] in " \t\r\n":
+                        k -= 1
+                    if k < 0 or buf[k] != ":":  # a nested object's value is not an element
+                        ok = _parses_as_element(decoder, buf, j, eof, bool(in_array))
+                        if ok:
+                            pos = j
+                            return
+                    j = buf.find("{", j + 1)
+                if eof:
+                    pos = len(buf)
+                    return
+                keep = max(0, len(buf) - 64)
+                buf, pos, i = buf[keep:], 0, max(0, len(buf) - keep)
+                if not fill():
+                    pos = len(buf)
+                    return
 
         fill()
         while True:
@@ -471,8 +714,7 @@ class FileReader:
                 pos += 1
             if pos >= len(buf):
                 if eof or not fill():
-                    if eof and pos >= len(buf):
-                        break
+                    break
                 continue
             if in_array is None:
                 in_array = buf[pos] == "["
@@ -483,58 +725,107 @@ class FileReader:
                 pos += 1  # another array may follow (two arrays concatenated): read it too
                 in_array = None
                 continue
+            start = pos
             try:
                 obj, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError as e:
-                if not eof and len(buf) - pos < max_buf:
-                    fill()
+                if end >= len(buf) and not eof and not isinstance(obj, (dict, list, str)):
+                    fill()  # a number or literal at the end of the buffer may go on in the next block
                     continue
-                # resync at the next element boundary; none left means the file was cut off
-                m = re.compile(r"\}\s*,\s*\{").search(buf, e.pos) if in_array else None
-                reason = "malformed_json" if m else "truncated_json"
-                yield self._bad(reason, offset=base + pos, detail=f"element {index}: {e.msg}")
-                if not m:
-                    break
-                pos = m.start() + m.group(0).rindex("{")
+            except json.JSONDecodeError as e:
+                incomplete = e.msg.startswith("Unterminated string") or e.pos >= len(buf) - 16
+                if incomplete and not eof and buf[pos] in "{[\"":
+                    kind, text, eof2 = self._wait_for_end(it, buf, pos)
+                    if kind == "joined":  # the whole value is in `text` now: parse it once
+                        buf, pos = text, 0
+                        continue
+                    buf, pos, start = text, 0, 0
+                    eof = eof or eof2
+                    if kind == "oversize":
+                        yield self._bad("oversize_record", offset=None,
+                                        detail=f"element {index}: over {MAX_RECORD_BYTES} bytes (skipped unread)")
+                        index += 1
+                        continue
+                    incomplete = eof2  # a raw newline in a string ended it: malformed; EOF: truncated
+                elif incomplete and not eof:
+                    if fill():
+                        continue
+                reason = "truncated_json" if incomplete and eof else "malformed_json"
+                at = offset(start)
+                resync(start)
+                skipped = "to the end of the file" if pos >= len(buf) and eof else "to the next element"
+                yield self._bad(reason, offset=at, detail=f"element {index}: {e.msg} (skipped {skipped})")
                 index += 1
                 continue
             except (RecursionError, ValueError) as e:  # nesting too deep, int max str digits
-                yield self._bad("malformed_json", offset=base + pos, detail=f"element {index}: {type(e).__name__}")
-                break
-            if not in_array and isinstance(obj, list):  # pragma: no cover - defensive
-                in_array = True
-            key = f"{self.rel}:{index}" if in_array else self.rel
-            yield from self._record(obj, key, None, base + pos)
+                at = offset(start)
+                resync(start)
+                yield self._bad("malformed_json", offset=at, detail=f"element {index}: {type(e).__name__}: {str(e)[:100]}")
+                index += 1
+                continue
+            key = f"{self.rel}:{index}" if in_array or index else self.rel
+            yield from self._record(obj, key, None, offset(pos))
             index += 1
             pos = end
-            if not in_array:
-                # a JSON document that is one object: anything after it is more JSON values
-                continue
+        if blocks.replaced:
+            self.replaced += blocks.replaced
+            yield self._bad("undecodable_bytes", detail=f"{blocks.replaced} byte sequences not valid {enc} "
+                            "were replaced by U+FFFD (the text was kept)")
+
+    @staticmethod
+    def _wait_for_end(it: Iterator[str], buf: str, pos: int) -> tuple:
+        """Read blocks until the value starting at buf[pos] ends: ('joined', text) with the whole
+        value first; ('oversize', rest, eof) after scanning past one over MAX_RECORD_BYTES;
+        ('damaged', text, eof) when a raw newline inside a string or EOF ends it first."""
+        ext = _Extent()
+        end = ext.feed(buf, pos)
+        if end is not None:
+            return ("damaged", buf[pos:], False)
+        parts, size, held = [buf[pos:]], len(buf) - pos, True
+        for s in it:
+            end = ext.feed(s, 0)
+            size += len(s)
+            if held and size > MAX_RECORD_BYTES:
+                held, parts = False, []
+            if end is not None:
+                if not held:
+                    return ("oversize", s[end:], False)
+                parts.append(s)
+                return ("joined" if not ext.damaged else "damaged", "".join(parts), False)
+            if held:
+                parts.append(s)
+        if not held:
+            return ("oversize", "", True)
+        return ("damaged", "".join(parts), True)
 
     # -- CSV -----------------------------------------------------------------------------
     def _read_csv(self, stream: IO[bytes], enc: str) -> Iterator[Document | BadUnit]:
-        text = io.TextIOWrapper(stream, encoding=enc, errors="replace", newline="")  # type: ignore[arg-type]
-        reader = csv.DictReader(text)
-        for rowno, row in enumerate(reader, 2):
+        blocks = TextBlocks(stream, enc, bool(self.src.encoding))
+        lines = (line for block in blocks for line in io.StringIO(block, newline=""))
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))  # a 200 KB field is a field
+        reader = csv.DictReader(lines)
+        rowno = 1
+        while True:
+            rowno += 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                yield self._bad("malformed_csv", rowno, None, str(e)[:200])
+                continue
             yield from self._record(row, f"{self.rel}:{rowno}", rowno, None)
+        if blocks.replaced:
+            self.replaced += blocks.replaced
+            yield self._bad("undecodable_bytes", detail=f"{blocks.replaced} byte sequences not valid {enc} "
+                            "were replaced by U+FFFD (the text was kept)")
 
     # -- plain text and markdown ---------------------------------------------------------
     def _read_text(self, stream: IO[bytes], enc: str) -> Iterator[Document | BadUnit]:
-        dec = codecs.getincrementaldecoder(enc)(errors="replace")
+        blocks = TextBlocks(stream, enc, bool(self.src.encoding))
         mode = "file" if self.src.format == "md" else self.src.txt_mode
-        replaced = 0
-
-        def chunks() -> Iterator[str]:
-            nonlocal replaced
-            while True:
-                b = stream.read(_CHUNK)
-                final = not b
-                s = dec.decode(b, final=final)
-                replaced += s.count("\ufffd")
-                if s:
-                    yield s
-                if final:
-                    return
+        chunks: Iterator[str] = iter(blocks)
+        if self.src.format == "md":  # HTML comments are markup, not training text (issue 18)
+            chunks = drop_html_comments(chunks)
 
         if mode == "file":
             # bounded: pieces of at most max_doc_chars are emitted as the file streams in
@@ -544,7 +835,7 @@ class FileReader:
                 return Document(f"{self.src.name}/{self.rel}#{k}", clean_text(text), self.src.name,
                                 {"file": self.rel, "oversize_piece": k})
 
-            for s in chunks():
+            for s in chunks:
                 total += len(s)
                 if dropped:
                     continue
@@ -565,21 +856,48 @@ class FileReader:
                 if acc:
                     yield piece_doc(acc, piece)
         else:
-            sep = "\n\n" if mode == "paragraph" else "\n"
-            acc, n, lineno = "", 0, 1
-            for s in chunks():
-                acc += s.replace("\r\n", "\n")
-                parts = re.split(r"\n\s*\n", acc) if mode == "paragraph" else acc.split(sep)
-                acc = parts.pop()
-                for p in parts:
+            # `pend` holds the text after the last separator as pieces, joined only when a
+            # separator ends it: a 150 MB line or paragraph costs linear time
+            pend: list[str] = []
+            n, lineno = 0, 1
+            for s in chunks:
+                s = s.replace("\r\n", "\n")
+                if "\n" not in s:
+                    pend.append(s)
+                    continue
+                if mode == "line":
+                    parts = s.split("\n")
+                    seps = ["\n"] * (len(parts) - 1)
+                    parts[0] = "".join(pend) + parts[0]
+                    pend = [parts.pop()]
+                else:
+                    # a separator (a blank line) may start in the trailing whitespace of `pend`
+                    ws: list[str] = []
+                    while pend and not pend[-1].strip():
+                        ws.insert(0, pend.pop())
+                    if pend and pend[-1] != pend[-1].rstrip():
+                        last = pend.pop()
+                        body = last.rstrip()
+                        pend.append(body)
+                        ws.insert(0, last[len(body):])
+                    split = re.split(r"(\n\s*\n)", "".join(ws) + s)
+                    if len(split) == 1:
+                        pend.append(split[0])
+                        continue
+                    parts, seps = split[0::2], split[1::2]
+                    parts[0] = "".join(pend) + parts[0]
+                    pend = [parts.pop()]
+                for p, sep in zip(parts, seps):
                     if p.strip():
                         yield from self._doc(f"{self.rel}:{n}", p, {"line": lineno})
                         n += 1
-                    lineno += p.count("\n") + (2 if mode == "paragraph" else 1)
+                    lineno += p.count("\n") + sep.count("\n")
+            acc = "".join(pend)
             if acc.strip():
                 yield from self._doc(f"{self.rel}:{n}", acc, {"line": lineno})
-        if replaced:
-            yield self._bad("undecodable_bytes", detail=f"{replaced} byte sequences not valid {enc} were replaced by U+FFFD")
+        if blocks.replaced:
+            self.replaced += blocks.replaced
+            yield self._bad("undecodable_bytes", detail=f"{blocks.replaced} byte sequences not valid {enc} were replaced by U+FFFD")
 
     # -- columnar ------------------------------------------------------------------------
     def _read_parquet(self) -> Iterator[Document | BadUnit]:
@@ -614,21 +932,148 @@ class FileReader:
 
 
 def split_oversize(text: str, cap: int) -> Iterator[str]:
-    """Split a too-long text into pieces of at most `cap` chars, at paragraph/line/space boundaries."""
-    while len(text) > cap:
-        cut = _cut_point(text, cap)
-        yield text[:cut]
-        text = text[cut:]
-    if text:
-        yield text
+    """Split a too-long text into pieces of at most `cap` chars, at paragraph/line/space boundaries
+    (by index, so a 150 MB text is not copied once per piece)."""
+    start, n = 0, len(text)
+    while n - start > cap:
+        cut = _cut_point(text, cap, start)
+        yield text[start:cut]
+        start = cut
+    if start < n:
+        yield text[start:] if start else text
 
 
-def _cut_point(text: str, cap: int) -> int:
+def _cut_point(text: str, cap: int, start: int = 0) -> int:
+    """Absolute index where the piece starting at `start` ends (at most `cap` chars long)."""
     for sep in ("\n\n", "\n", "。", ". ", " "):
-        i = text.rfind(sep, cap // 2, cap)
-        if i > 0:
+        i = text.rfind(sep, start + cap // 2, start + cap)
+        if i > start:
             return i + len(sep)
-    return cap
+    return start + cap
+
+
+_STRUCT = re.compile(r'[\[\]{}"]')
+
+
+class _Extent:
+    """Finds where a JSON value that starts with `{`, `[` or `"` ends, block after block, without
+    parsing it: bracket depth outside strings, strings ended by an unescaped quote. A raw newline
+    inside a string (never valid JSON) ends the value early as `damaged`."""
+
+    def __init__(self) -> None:
+        self.depth, self.in_str, self.esc, self.damaged = 0, False, False, False
+
+    def feed(self, s: str, i: int) -> int | None:
+        """Index in `s` just past the value's end, or None when it goes on after `s`."""
+        n = len(s)
+        while i < n:
+            if self.in_str:
+                if self.esc:
+                    self.esc, i = False, i + 1
+                    continue
+                j = s.find('"', i)
+                stop = n if j < 0 else j
+                nl = s.find("\n", i, stop)
+                if nl >= 0:
+                    self.damaged = True
+                    return nl
+                if j < 0:
+                    tail = n - len(s.rstrip("\\"))
+                    self.esc = min(tail, n - i) % 2 == 1
+                    return None
+                k = j
+                while k > i and s[k - 1] == "\\":
+                    k -= 1
+                if (j - k) % 2:
+                    i = j + 1
+                    continue
+                self.in_str, i = False, j + 1
+                if self.depth == 0:
+                    return i
+            else:
+                m = _STRUCT.search(s, i)
+                if m is None:
+                    return None
+                c, i = m.group(), m.end()
+                if c == '"':
+                    self.in_str = True
+                elif c in "[{":
+                    self.depth += 1
+                else:
+                    self.depth -= 1
+                    if self.depth <= 0:
+                        self.damaged = self.depth < 0
+                        return i
+        return None
+
+
+def _parses_as_element(decoder: json.JSONDecoder, buf: str, j: int, eof: bool, in_array: bool) -> bool:
+    """A resync candidate: an object at buf[j] that parses (or may, once more is read) and is
+    followed by what follows an array element."""
+    try:
+        obj, end = decoder.raw_decode(buf, j)
+    except json.JSONDecodeError as e:
+        return not eof and (e.msg.startswith("Unterminated string") or e.pos >= len(buf) - 16)
+    except (RecursionError, ValueError):
+        return False
+    if not isinstance(obj, dict):
+        return False
+    while end < len(buf) and buf[end] in " \t\r\n":
+        end += 1
+    return end >= len(buf) or not in_array or buf[end] in ",]"
+
+
+_FENCE = re.compile(r"^ {0,3}(```|~~~)")
+
+
+def drop_html_comments(chunks: Iterator[str]) -> Iterator[str]:
+    """Markdown text without `<!-- ... -->` comments (one may span lines and chunks); fenced code
+    blocks are kept as they are. A line that held only a comment is dropped whole."""
+    pend: list[str] = []
+    in_comment, fence = False, None
+    for s in chunks:
+        if "\n" not in s:
+            pend.append(s)
+            continue
+        text = "".join(pend) + s
+        k = text.rfind("\n")
+        pend = [text[k + 1:]] if k + 1 < len(text) else []
+        out = []
+        for line in text[: k + 1].splitlines(keepends=True):
+            line, in_comment, fence = _uncomment(line, in_comment, fence)
+            out.append(line)
+        yield "".join(out)
+    if pend:
+        line, _, _ = _uncomment("".join(pend), in_comment, fence)
+        if line:
+            yield line
+
+
+def _uncomment(line: str, in_comment: bool, fence: str | None) -> tuple[str, bool, str | None]:
+    if fence is not None:
+        m = _FENCE.match(line)
+        return line, False, (None if m and m.group(1) == fence else fence)
+    if not in_comment:
+        m = _FENCE.match(line)
+        if m:
+            return line, False, m.group(1)
+    orig, out = line, ""
+    while line:
+        if in_comment:
+            e = line.find("-->")
+            if e < 0:
+                line = ""
+                break
+            line, in_comment = line[e + 3:], False
+        else:
+            b = line.find("<!--")
+            if b < 0:
+                out += line
+                break
+            out, line, in_comment = out + line[:b], line[b + 4:], True
+    if out != orig and not out.strip():
+        out = ""  # the line was only a comment: drop it, newline and all
+    return out, in_comment, fence
 
 
 def _is_wudao(rec: Any, src: SourceConfig) -> bool:

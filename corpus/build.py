@@ -203,7 +203,8 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     _atomic_np(base + ".tok.npy", lambda f: np.save(f, flat))
     _atomic_np(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
                                                        chars=chars, ids=np.array(ids, dtype=np.str_)))
-    summary = {"unit": asdict(unit), "records": reader.records, "docs_in": docs_in, "chars_in": chars_in,
+    summary = {"unit": asdict(unit), "records": reader.records, "replaced_chars": reader.replaced,
+               "docs_in": docs_in, "chars_in": chars_in,
                "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
                "stages": {k: v.as_dict() for k, v in chain.stats.items()}, "samples": chain.samples,
                "seconds": round(time.perf_counter() - t0, 3),
@@ -691,6 +692,8 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     report = {"recipe_sha256": recipe.fingerprint(), "units": len(units), "length_bins": LENGTH_BINS,
               "histograms": histograms,
               "records_read": sum(sm["records"] for sm in summaries),
+              # characters the readers replaced by U+FFFD (bad bytes; the text around them kept)
+              "replaced_chars": sum(sm.get("replaced_chars", 0) for sm in summaries),
               "documents_in": sum(sm["docs_in"] for sm in summaries),
               "documents_written": int(sum(p["train"]["unique_docs"] + p["val"]["unique_docs"]
                                            for p in per_source.values())),

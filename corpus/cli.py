@@ -74,9 +74,6 @@ def build(
         source = positional[0] if positional else "demo recipe"
     with reading(source):
         if input:
-            for p in inputs:
-                if not any(c in p for c in "*?[") and not os.path.lexists(p):
-                    raise UserError("--input", f"{p}: no such file or directory")
             r = quick_recipe(inputs)
         elif positional:
             r = _load_recipe(positional[0])
@@ -137,6 +134,11 @@ def _check_recipe(r, source: str, tokenizer_flag: str | None) -> None:
         r.check_stages()
     except RecipeError as e:
         raise UserError(source, str(e)) from None
+    for i, src in enumerate(r.sources):
+        for p in src.paths:
+            if not any(c in p for c in "*?[") and not os.path.lexists(p):
+                raise UserError("--input" if source == "--input" else f"{source}: sources[{i}] ({src.name}).paths",
+                                f"{p}: no such file or directory")
     where = tokenizer_flag or f"{source}: tokenizer.path"
     path = r.tokenizer.path
     if path is not None and not os.path.isfile(path):
@@ -478,7 +480,14 @@ def dedup(
         raise UserError("dedup", "give INPUT... and --out (or --explain)")
     with reading("dedup", {"ngram": "--ngram", "num_perm": "--num-perm", "bands": "--bands", "rows": "--rows",
                            "verify_threshold": "--verify"}):
-        st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
+        from pydantic import ValidationError
+
+        try:
+            st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
+        except ValidationError:
+            raise
+        except ValueError as e:  # parameters that are valid alone but not together (bands x rows)
+            raise UserError("dedup", " ".join(str(e).split())) from None
     res = dedup_files(list(inputs), str(out), st, text_key)
     t = Table(title="corpus dedup")
     for k in ("documents", "kept", "near_duplicates", "clusters_with_duplicates"):

@@ -91,7 +91,7 @@ def validation_error(e: Any, source: str | None = None, flags: dict[str, str] | 
         key = _loc(loc)
         flag = (flags or {}).get(key)
         where = flag or (f"{source}: {key}" if source and key else source or key or "input")
-        msg = er["msg"] + ("" if er["type"] in ("missing", "extra_forbidden") else _got(er.get("input")))
+        msg = er["msg"].removeprefix("Value error, ") + ("" if er["type"] in ("missing", "extra_forbidden") else _got(er.get("input")))
         parts.append((where, msg))
     where, what = parts[0] if parts else (source or "input", str(e))
     if len(parts) > 1:
@@ -124,7 +124,10 @@ def describe(e: BaseException) -> UserError | None:
         if cls is not None and isinstance(e, cls):
             msg = " ".join(str(e).split()) or type(e).__name__
             where, sep, what = msg.partition(": ")
-            return UserError(where, what) if sep and len(where) < 300 else UserError(type(e).__name__, msg)
+            if sep and len(where) < 300:
+                return UserError(where, what)
+            flag, _, rest = msg.partition(" ")  # "--out X exists ...": the flag is where
+            return UserError(flag, rest) if flag.startswith("--") and rest else UserError(type(e).__name__, msg)
     if isinstance(e, OSError):
         if e.errno == errno.EPIPE:
             return None

@@ -88,7 +88,7 @@ def test_out_of_disk_space_is_a_clean_error_and_resumes(shared, tmp_path):
 
     r = subprocess.run(_cmd(recipe, out), capture_output=True, text=True, preexec_fn=limit)
     assert r.returncode == 2
-    msg = " ".join(r.stdout.split())
+    msg = " ".join((r.stdout + r.stderr).split())  # the error line is on stderr
     assert "out of disk space while writing" in msg and ".tmp" in msg, msg
     assert "no manifest" in str(verify(str(out))[0])
     r = subprocess.run(_cmd(recipe, out), capture_output=True, text=True)  # space freed: resume

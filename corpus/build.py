@@ -466,7 +466,10 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
 
 
 def _file_sig(u: Unit) -> list:
-    st = os.stat(u.path)
+    try:
+        st = os.stat(u.path)
+    except OSError:  # a broken or looping symlink: the reader reports it as a skipped unit
+        st = os.lstat(u.path)
     return [u.source, u.rel, st.st_size, int(st.st_mtime)]
 
 

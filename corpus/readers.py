@@ -18,6 +18,7 @@ import lzma
 import os
 import re
 import stat
+import zlib
 import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
@@ -135,7 +136,7 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-_STREAM_ERRORS = (EOFError, OSError, zstandard.ZstdError, lzma.LZMAError, ValueError)
+_STREAM_ERRORS = (EOFError, OSError, zstandard.ZstdError, lzma.LZMAError, ValueError, zlib.error)
 
 
 def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:

@@ -8,6 +8,8 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from .format import FORMAT_VERSION, ShardFormatError
 
 MANIFEST = "manifest.json"
@@ -61,6 +63,8 @@ def read_manifest(root: str, strict: bool = True) -> tuple[dict[str, Any], list[
             m = json.load(f)
     except json.JSONDecodeError as e:
         raise ShardFormatError(f"{path}: offset {e.pos}: invalid JSON: {e.msg}") from e
+    except (UnicodeDecodeError, RecursionError, ValueError) as e:  # not UTF-8, nesting, huge ints
+        raise ShardFormatError(f"{path}: invalid JSON: {type(e).__name__}: {str(e)[:120]}") from None
     if not isinstance(m, dict) or m.get("format") != "refinery-shards":
         raise ShardFormatError(f"{path}: not a refinery manifest")
     warnings: list[str] = []
@@ -70,6 +74,7 @@ def read_manifest(root: str, strict: bool = True) -> tuple[dict[str, Any], list[
                 check_shard_name(e["name"])
     except (KeyError, TypeError, AttributeError) as e:
         raise ManifestError(f"{path}: malformed splits/shards ({e!r})") from None
+    _check_types(m, path)
     if CHECKSUM_FIELD not in m:
         warnings.append(f"no {CHECKSUM_FIELD} (built before manifests carried a checksum): edits cannot be detected")
     elif m[CHECKSUM_FIELD] != manifest_checksum(m):
@@ -77,3 +82,33 @@ def read_manifest(root: str, strict: bool = True) -> tuple[dict[str, Any], list[
             raise ManifestError(f"{path}: {EDITED}")
         warnings.append(EDITED)
     return m, warnings
+
+
+def _check_types(m: dict[str, Any], path: str) -> None:
+    """The fields every reader indexes have the types the writer gives them (a hand edit that
+    recomputed the checksum, or a damaged file, is a ManifestError naming the field, never a
+    KeyError or TypeError in whatever opens the build next)."""
+    def need(ok: bool, where: str, what: str) -> None:
+        if not ok:
+            raise ManifestError(f"{path}: {where}: {what}")
+
+    def count(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    need(count(m.get("seq_len")) and m["seq_len"] > 0, "seq_len", "must be a positive integer")
+    try:
+        dt = np.dtype(m.get("dtype")) if isinstance(m.get("dtype"), str) else None
+    except TypeError:
+        dt = None
+    need(dt is not None and dt.kind in "ui" and dt.itemsize in (2, 4), "dtype", "must be uint16, uint32 or int32")
+    need(isinstance(m.get("tokenizer"), dict), "tokenizer", "must be a mapping")
+    srcs = m.get("sources")
+    need(isinstance(srcs, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in srcs),
+         "sources", "must be a list of {name: ...}")
+    for split in ("train", "val"):
+        sp = m["splits"].get(split)
+        need(isinstance(sp, dict) and count(sp.get("rows")) and count(sp.get("tokens")), f"splits.{split}",
+             "must have shards, rows and tokens")
+        for i, e in enumerate(sp["shards"]):
+            need(isinstance(e, dict) and isinstance(e.get("source"), str) and count(e.get("rows"))
+                 and count(e.get("tokens")), f"splits.{split}.shards[{i}]", "must have a source, rows and tokens")

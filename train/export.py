@@ -4,6 +4,11 @@ perplexity on the exported model.
 
 The FAQ's conversion was three clumsy steps (zero→fp32, fp32→fp16, fp16→HF) and a front end
 to check continuation (`../shared/seed/cpt-faq-zh.md`, Q4); this is one command each.
+
+Nothing read here runs code: checkpoint files are unpickled with `weights_only=True` and the
+allow-list of `train/safe_load.py` (a planted pickle is a one-line `CheckpointError`), the
+build manifest is read through `shards.manifest.read_manifest`, and models are loaded by
+transformers (safetensors, or `weights_only=True` for `.bin`) with `local_files_only`.
 """
 
 from __future__ import annotations
@@ -18,31 +23,36 @@ from typing import Any
 import numpy as np
 import torch
 
+from shards.manifest import read_manifest
+
+from .safe_load import CheckpointError, check_tag, latest_tag, safe_loads
+from .safe_load import load as safe_load
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _latest_tag(ckpt_dir: str) -> str:
-    p = os.path.join(ckpt_dir, "latest")
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{ckpt_dir}: no 'latest' file — not a DeepSpeed checkpoint directory")
-    return open(p).read().strip()
-
-
 def fp32_state_dict(ckpt_dir: str, tag: str | None = None) -> dict[str, torch.Tensor]:
-    """Consolidated fp32 weights of a DeepSpeed checkpoint of any ZeRO stage."""
-    tag = tag or _latest_tag(ckpt_dir)
+    """Consolidated fp32 weights of a DeepSpeed checkpoint of any ZeRO stage. Every file is
+    unpickled with weights_only=True (`train/safe_load.py`): a planted pickle is refused with
+    `CheckpointError`, never run."""
+    tag = check_tag(ckpt_dir, tag) if tag else latest_tag(ckpt_dir)
     zero_files = glob.glob(os.path.join(ckpt_dir, tag, "*optim_states.pt"))
     model_files = sorted(glob.glob(os.path.join(ckpt_dir, tag, "*mp_rank_00_model_states.pt")))
     if not model_files:
         raise FileNotFoundError(f"{ckpt_dir}/{tag}: no model states file")
-    state = torch.load(model_files[0], map_location="cpu", weights_only=False)
+    state = safe_load(model_files[0])
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{model_files[0]}: not a DeepSpeed model states file")
     stage = (state.get("ds_config") or {}).get("zero_optimization", {}).get("stage", 0)
     if zero_files and stage in (1, 2, 3):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        sd = get_fp32_state_dict_from_zero_checkpoint(ckpt_dir, tag=tag)
+        with safe_loads():  # zero_to_fp32 unpickles with weights_only=False
+            sd = get_fp32_state_dict_from_zero_checkpoint(ckpt_dir, tag=tag)
     else:  # ZeRO-0: the module weights are whole (zero_to_fp32 does not handle stage 0)
-        sd = state["module"]
+        sd = state.get("module")
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise CheckpointError(f"{model_files[0]}: no module weights (not a DeepSpeed model states file)")
     return {k: v.float() for k, v in sd.items()}
 
 
@@ -86,7 +96,7 @@ def _write_tokenizer(shards: str, out: str, tok: dict[str, Any]) -> None:
     """Copy the shards' tokenizer file and write a tokenizer config with its special ids."""
     from corpus.tokenizer import default_tokenizer_path, file_sha256
 
-    manifest = json.load(open(os.path.join(shards, "manifest.json")))
+    manifest, _ = read_manifest(shards)  # the one manifest reader: names checked, hand edits refused
     path = manifest["recipe"]["tokenizer"]["path"] or default_tokenizer_path()
     if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
         raise FileNotFoundError(f"tokenizer file {path} is missing or is not the one the shards were built with")

@@ -20,6 +20,7 @@ from .advisor import advise, explain_loss_curve
 from .config import TrainConfig
 from .data import Loader, RowSource
 from .model import build_model, count_params, flops_per_token
+from .safe_load import latest_tag, safe_loads
 from .schedule import Schedule, scaled_lr, warmup_steps
 
 
@@ -237,7 +238,10 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
     start_step, tokens_seen = 0, 0
     resumed = False
     if cfg.resume and os.path.exists(os.path.join(ckpt_dir, "latest")):
-        _, client = engine.load_checkpoint(ckpt_dir, load_lr_scheduler_states=not cfg.rewarm)
+        # DeepSpeed unpickles with weights_only=False; under safe_loads nothing in a planted file runs
+        tag = latest_tag(ckpt_dir)
+        with safe_loads():
+            _, client = engine.load_checkpoint(ckpt_dir, tag=tag, load_lr_scheduler_states=not cfg.rewarm)
         loader.restore(client["data"])
         tokens_seen = int(client["tokens_seen"])
         resumed = True
@@ -348,13 +352,18 @@ def _local_grad_norm(model: torch.nn.Module) -> float:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    # plain values only (the numpy key as a list of ints, not an ndarray): checkpoints are read
+    # back with weights_only=True and numpy is not on train/safe_load.py's allow-list
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy": [str(name), key.tolist(), int(pos), int(has_gauss), float(gauss)],
+            "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _restore_rng(st: dict) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy"])
+    name, key, pos, has_gauss, gauss = st["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
     random.setstate(st["python"])
     if st.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])

@@ -6,7 +6,6 @@ checks, `corpus verify` with warning-level problems only, and a `python -m` roun
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

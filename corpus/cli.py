@@ -96,6 +96,8 @@ def build(
         with reading(source, {k: f for k, f in flags.items() if k in given}):
             r = Recipe.model_validate(d)
     _check_recipe(r, source, "--tokenizer" if tokenizer else None)
+    if executor not in ("local", "ray"):
+        raise UserError("--executor", f"local or ray (got {executor!r})")
     from corpus.executor import make_executor
 
     with progress(console, "read+clean+tokenize") as prog:

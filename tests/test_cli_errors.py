@@ -90,6 +90,8 @@ CASES = [
     ("unknown_option", "corpus", None, ["build", "--input", PILE, "-o", "OUT", "--bogus"], ["--bogus"]),
     ("missing_out", "corpus", None, ["build", "--input", PILE], ["--out"]),
     ("unknown_command", "corpus", None, ["frobnicate"], ["frobnicate"]),
+    ("unknown_executor", "corpus", None, ["build", "--input", PILE, "-o", "OUT", "--executor", "slurm"],
+     ["--executor", "slurm"]),
     ("input_missing", "corpus", None, ["build", "--input", "TMP/absent", "-o", "OUT"], ["--input", "absent"]),
     ("recipe_input_missing", "corpus", "sources:\n  - {name: p, paths: [/nonexistent/refinery/x]}\n",
      ["build", "RECIPE", "-o", "OUT"], ["sources[0] (p).paths", "/nonexistent/refinery/x"]),

@@ -188,7 +188,24 @@ def read_bnd(path: str) -> Boundaries:
     for size, dt in zip(sizes, ("<i8", "<i4", "<i4", "<u2", "u1")):
         arrs.append(np.frombuffer(mm, dtype=dt, count=size // np.dtype(dt).itemsize, offset=off))
         off += size
+    _check_bnd(path, seq_len, *arrs)
     return Boundaries(seq_len, *arrs[:2], arrs[2], arrs[3], arrs[4])
+
+
+def _check_bnd(path: str, seq_len: int, seg_ptr: np.ndarray, seg_start: np.ndarray, row_valid: np.ndarray,
+               *_: np.ndarray) -> None:
+    """Values a damaged .bnd could hold that would index outside a row (the loader uses them as
+    indices): a ShardFormatError naming the array's first bad offset, never an IndexError later."""
+    o_seg = BND_HEADER_SIZE + seg_ptr.nbytes
+    o_valid = o_seg + seg_start.nbytes
+    for bad, where in ((np.flatnonzero(np.diff(seg_ptr) < 0), BND_HEADER_SIZE + 8),
+                       (np.flatnonzero((seg_start < 0) | (seg_start >= max(seq_len, 1))), o_seg),
+                       (np.flatnonzero((row_valid < 0) | (row_valid > seq_len)), o_valid)):
+        if len(bad):
+            raise ShardFormatError(f"{path}: offset {where + int(bad[0]) * (8 if where == BND_HEADER_SIZE + 8 else 4)}: "
+                                   "value out of range for the row layout")
+    if len(seg_ptr) and (seg_ptr[0] != 0 or seg_ptr[-1] != len(seg_start)):
+        raise ShardFormatError(f"{path}: offset {BND_HEADER_SIZE}: segment pointers do not span the segments")
 
 
 # ---------------------------------------------------------------------------------------

@@ -273,8 +273,14 @@ def tiny_build(tmp_path_factory):
     from corpus.build import build
 
     out = tmp_path_factory.mktemp("fuzz_build")
+    # short Q&A documents: most rows hold several document segments (.bnd boundaries matter)
+    qa = tmp_path_factory.mktemp("fuzz_input") / "qa.jsonl"
+    lines = (SHARED / "general/flagdata_web_zh/qa_demo_input.jsonl").read_text(encoding="utf-8").split("\n")
+    qa.write_text("\n".join(json.dumps({"text": json.loads(l)["content"][:80]}, ensure_ascii=False)
+                            for l in lines[:120] if l.strip()), encoding="utf-8")
     recipe = Recipe.model_validate({**_valid_recipe(), "output": {"rows_per_shard": 40},
                                     "split": {"val_ratio": 0.2}})
+    recipe.sources.append(SourceConfig(name="qa", paths=[str(qa)]))
     build(recipe, str(out))
     return out
 
@@ -306,13 +312,13 @@ def load_batches(ds) -> None:
 
     src = RowSource(ds, "train")
     try:
-        loader = Loader(src, micro_batch=2, seed=1, doc_mask=True)
+        loader = Loader(src, micro_batch=8, seed=1, doc_mask=True)
     except ValueError as e:  # the loader's own message for a split too small for one batch
         assert "rows for a global micro-batch" in str(e)
         return
-    for _ in range(min(3, loader.per_epoch)):
+    for _ in range(min(loader.per_epoch, 40)):  # every row of the build once (a damaged row is met)
         b = loader.next()
-        assert b.input_ids.shape == (2, src.seq_len)
+        assert b.input_ids.shape == (8, src.seq_len)
 
 
 BUILD_ERRORS = (ShardFormatError,)  # ManifestError is one
@@ -391,3 +397,19 @@ def test_manifest_reader_refuses_what_the_fuzzer_generates(tiny_build, tmp_path)
     with pytest.raises(ManifestError):
         read_manifest(str(root))
     open_build(tiny_build)  # the real build itself is ok
+
+
+def test_a_bnd_segment_start_outside_the_row_is_a_format_error(tiny_build, tmp_path):
+    """Found by the fuzzer: a damaged segment start reached the loader as an index (IndexError)."""
+    from shards.format import BND_HEADER_SIZE
+
+    root = _copy(tiny_build, tmp_path / "b")
+    f = sorted(root.glob("train/qa-*.bnd"))[0]
+    b = read_bnd(str(f))
+    row = next(r for r in range(len(b.row_valid)) if len(b.segments(r)) > 1)
+    k = int(b.seg_ptr[row]) + 1
+    raw = bytearray(f.read_bytes())
+    raw[BND_HEADER_SIZE + b.seg_ptr.nbytes + 4 * k + 3] = 0x7F
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ShardFormatError, match="out of range"):
+        open_build(root)

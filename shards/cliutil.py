@@ -106,8 +106,9 @@ def yaml_error(e: Any, source: str) -> UserError:
     return UserError(where, f"not valid YAML: {what}")
 
 
-def describe(e: BaseException) -> UserError | None:
-    """The user error an exception stands for, or None (a bug)."""
+def describe(e: BaseException, command: str = "") -> UserError | None:
+    """The user error an exception stands for, or None (a bug); `command` (e.g. `corpus build`)
+    is the where of a message that names no place itself."""
     if isinstance(e, UserError):
         return e
     if isinstance(e, ClickException):
@@ -127,21 +128,21 @@ def describe(e: BaseException) -> UserError | None:
             if sep and len(where) < 300:
                 return UserError(where, what)
             flag, _, rest = msg.partition(" ")  # "--out X exists ...": the flag is where
-            return UserError(flag, rest) if flag.startswith("--") and rest else UserError(type(e).__name__, msg)
+            return UserError(flag, rest) if flag.startswith("--") and rest else UserError(command or type(e).__name__, msg)
     if isinstance(e, OSError):
         if e.errno == errno.EPIPE:
             return None
         if e.filename is None:  # FileNotFoundError("path: what"): the message says where
             msg = " ".join(str(e).split())
             where, sep, what = msg.partition(": ")
-            return UserError(where, what) if sep else UserError(type(e).__name__, msg)
+            return UserError(where, what) if sep else UserError(command or type(e).__name__, msg)
         return UserError(str(e.filename), (e.strerror or str(e)) + (f" -> {e.filename2}" if e.filename2 else ""))
     return None
 
 
-def report(e: BaseException) -> int:
+def report(e: BaseException, command: str = "") -> int:
     """Print the one error line for `e` on stderr; the exit status (2 user error, 1 bug)."""
-    ue = describe(e)
+    ue = describe(e, command)
     sys.stdout.flush()
     if ue is not None:
         line = f"error: {ue.where}: {ue.what}"
@@ -165,6 +166,7 @@ class ErrorsAsMessages(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        command = self._command(list(sys.argv[1:] if args is None else args))
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = rv if isinstance(rv, int) else 0  # non-standalone click returns an Exit's code
@@ -174,7 +176,7 @@ class ErrorsAsMessages(TyperGroup):
             if type(e).__name__ == "NoArgsIsHelpError":  # `corpus` alone: the help, already printed
                 code = 0
             else:
-                code = report(e)
+                code = report(e, command)
         except typer.Abort:
             sys.stderr.write("error: aborted\n")
             code = 1
@@ -185,10 +187,21 @@ class ErrorsAsMessages(TyperGroup):
             sys.stderr.write("error: interrupted\n")
             code = 130
         except Exception as e:  # noqa: BLE001 - turned into one line; REFINERY_TRACEBACK shows it
-            code = report(e)
+            code = report(e, command)
         if standalone_mode:
             sys.exit(code)
         return code
+
+    def _command(self, argv: list[str]) -> str:
+        """`corpus build`, `train run`: the where of an error message that names no place."""
+        cmds = list(self.commands.values())
+        mod = (getattr(cmds[0].callback, "__module__", "") or "") if cmds else ""
+        if mod == "__main__":  # `python -m corpus.cli`
+            spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+            mod = spec.name if spec is not None else ""
+        app = mod.split(".")[0]
+        sub = argv[0] if argv and argv[0] in self.commands else ""
+        return " ".join(x for x in (app, sub) if x)
 
 
 @contextmanager

@@ -113,5 +113,5 @@ def test_a_failing_command_prints_no_progress_after_the_error(tmp_path):
     (out / "manifest.json").unlink()  # now an interrupted build of this recipe
     r = _corpus("build", "--input", CC_NEWS, "-o", out, "--seq-len", "128", "--tokenizer", LLAMA_TOKENIZER,
                 REFINERY_PROGRESS_SECONDS="0.1")
-    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: "), r.stderr
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: corpus build: "), r.stderr
     assert "done" not in r.stdout and "Traceback" not in r.stderr

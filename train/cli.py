@@ -103,10 +103,10 @@ def run(
     check_build_dir(cfg.shards, "--shards" if shards or not config else f"{config}: shards")
     _check_model(cfg.model, "--model" if model else (f"{config}: model" if config else "--model"))
 
-    # on a terminal the trainer draws its own bar; in a log, a plain line every N seconds
-    rank0 = os.environ.get("RANK", "0") == "0"
-    if console.is_terminal or not rank0:
-        res = train(cfg, None, progress=rank0)
+    # one progress display for both cases (shards/cliutil.progress): a bar on a terminal, erased
+    # if training fails; in a log, a plain line every REFINERY_PROGRESS_SECONDS. Other ranks: none.
+    if os.environ.get("RANK", "0") != "0":
+        res = train(cfg, None, progress=False)
     else:
         with progress(console, "train") as prog:
             prog.update(total=cfg.steps, info="(setting up: model, data, DeepSpeed)")

@@ -212,3 +212,24 @@ def test_truncated_checkpoint_is_one_line(runs, tmp_path):
     with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable checkpoint file") as ei:
         safe_load(p)
     assert "\n" not in str(ei.value)
+
+
+def test_model_dir_with_planted_bin_is_refused(small_build, tmp_path):
+    """`train run --model DIR` and `train generate DIR` read DIR/pytorch_model.bin (through
+    transformers) under the same allow-list: refused in one line, nothing run."""
+    from transformers import LlamaConfig
+
+    from train.cli import app
+
+    d, marker = tmp_path / "hf", tmp_path / "marker"
+    LlamaConfig(vocab_size=32000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                intermediate_size=64, bos_token_id=1, eos_token_id=2).save_pretrained(d)
+    torch.save({"model.embed_tokens.weight": OpenFile(str(marker))}, d / "pytorch_model.bin")
+    for args in (["run", "--shards", str(small_build[0]), "--out", str(tmp_path / "run"), "--model", str(d),
+                  "--steps", "1", "--micro-batch", "2", "--eval-interval", "0", "--precision", "fp32"],
+                 ["generate", str(d), "--prompt", "第一条"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 2, (args[0], r.output)
+        err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+        assert len(err) == 1 and "pytorch_model.bin: refused: it holds io.open" in err[0], r.stderr
+        assert not marker.exists(), args[0]

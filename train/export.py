@@ -8,7 +8,7 @@ to check continuation (`../shared/seed/cpt-faq-zh.md`, Q4); this is one command 
 Nothing read here runs code: checkpoint files are unpickled with `weights_only=True` and the
 allow-list of `train/safe_load.py` (a planted pickle is a one-line `CheckpointError`), the
 build manifest is read through `shards.manifest.read_manifest`, and models are loaded by
-transformers (safetensors, or `weights_only=True` for `.bin`) with `local_files_only`.
+transformers with `local_files_only` (safetensors, or a `.bin` through the same allow-list).
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def _write_tokenizer(shards: str, out: str, tok: dict[str, Any]) -> None:
 def load(model_dir: str, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True)
+    with safe_loads():  # a pytorch_model.bin is unpickled with our allow-list, a refusal is one line
+        model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=dtype, local_files_only=True)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     return model.eval(), tok
 

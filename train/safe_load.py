@@ -13,6 +13,8 @@ Contract
   (`runtime/checkpoint_engine/torch_checkpoint_engine.py`, `runtime/base_optimizer.py`,
   `runtime/zero/stage3.py`, `utils/zero_to_fp32.py`, ...), and `TORCH_FORCE_WEIGHTS_ONLY_LOAD=1`
   covers a reference to the original function bound before it was entered.
+- The trainer and `train/export.py` also load Hugging Face model directories (`--model DIR`,
+  `train generate/eval`) under `safe_loads()`: a `pytorch_model.bin` is held to the same rule.
 - `latest_tag(ckpt_dir)` reads DeepSpeed's `latest` pointer; a tag must be a plain directory
   name inside `ckpt_dir` (no separator, not `..`), so `latest` cannot point a load elsewhere.
 

@@ -191,7 +191,8 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
 
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=True)
-    model = build_model(cfg.model, tok, ds.seq_len, cfg.resize_embeddings)
+    with safe_loads():  # a `--model` directory's pytorch_model.bin: refused in one line, never run
+        model = build_model(cfg.model, tok, ds.seq_len, cfg.resize_embeddings)
     model.config.use_cache = False
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

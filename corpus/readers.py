@@ -259,6 +259,11 @@ def decode_block(raw: bytes, enc: str, explicit: bool = False, final: bool = Tru
     that is mostly not UTF-8 is tried as GB18030/Big5 (a mixed file); else `enc` with U+FFFD for
     the bad bytes, counted. An `explicit` encoding (the recipe's) is never second-guessed."""
     base = "utf-8" if enc in UTF8 else enc
+    if final and (base == "utf-8" or not explicit):
+        try:  # the common case, without building decoders
+            return raw.decode("utf-8"), 0, b""
+        except UnicodeDecodeError:
+            pass
     order = [base] if explicit or base != "utf-8" and not _ascii_compatible(base) else list(dict.fromkeys(["utf-8", base]))
     for e in order:
         try:
@@ -764,7 +769,10 @@ class FileReader:
                 index += 1
                 continue
             key = f"{self.rel}:{index}" if in_array or index else self.rel
-            yield from self._record(obj, key, None, offset(pos))
+            for item in self._record(obj, key, None, None):
+                if isinstance(item, BadUnit):  # the byte offset costs an encode: only for a bad unit
+                    item.offset = offset(pos)
+                yield item
             index += 1
             pos = end
         if blocks.replaced:

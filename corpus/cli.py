@@ -392,7 +392,10 @@ def classifier_score(
 
     if not model.is_file():
         raise UserError(str(model), "no such model file (from `corpus classifier train`)")
-    m = load_model(str(model))
+    try:
+        m = load_model(str(model))
+    except (ValueError, RuntimeError) as e:  # fastText's loader on a file that is not a model
+        raise UserError(str(model), f"not a fastText model ({' '.join(str(e).split())[:200]})") from None
     rows: list[tuple[float, str, str]] = []
     t = Table(title=f"P(domain) under {model.name}")
     for c in ("file", "docs", "mean", "p10", "p50", "p90", "≥ 0.5"):
@@ -446,7 +449,10 @@ def tokenizer_convert(
 
     if not model.is_file():
         raise UserError(str(model), "no such SentencePiece model file")
-    res = spm_to_tokenizer_json(str(model), str(out))
+    try:
+        res = spm_to_tokenizer_json(str(model), str(out))
+    except RuntimeError as e:  # sentencepiece on a file that is not a model
+        raise UserError(str(model), f"not a SentencePiece model ({' '.join(str(e).split())[:200]})") from None
     console.print(f"wrote {out}: {res['vocab_size']:,} pieces, {res['merges']:,} merges")
     if check:
         a, b = Tokenizer(str(model)), Tokenizer(str(out))

@@ -280,3 +280,25 @@ def test_replaced_characters_are_counted_per_reader(tmp_path):
     r = FileReader(str(p), "zh.txt", cfg, LimitsConfig())
     list(r)
     assert r.replaced == 2
+
+
+def test_build_report_counts_replaced_characters(tmp_path):
+    from corpus.build import build
+    from corpus.recipe import Recipe
+
+    raw = "\n".join(r["content"] for r in _qa(30)).encode("utf-8")
+    inp = tmp_path / "in"
+    inp.mkdir()
+    txt = raw[:500] + b"\xff" + raw[500:2000] + b"\xfe\xfe" + raw[2000:]  # 2 of them cut characters too
+    (inp / "zh.txt").write_bytes(txt)
+    lines = [json.dumps({"text": r["content"]}, ensure_ascii=False).encode("utf-8") for r in _qa(10)]
+    lines[2] = lines[2][:10] + b"\xe4\xb8" + lines[2][10:]  # a cut character at the start of line 3's text
+    (inp / "qa.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    recipe = Recipe.model_validate({
+        "name": "r", "sources": [{"name": "s", "paths": [str(inp)], "txt_mode": "line"}],
+        "tokenizer": {"path": os.path.join(SHARED, "tokenizers/llama/tokenizer.model")},
+        "packing": {"seq_len": 128}})
+    rep = build(recipe, str(tmp_path / "out")).report
+    assert rep["replaced_chars"] == txt.decode("utf-8", "replace").count("\ufffd") + 1 == 7
+    assert rep["bad_unit_counts"] == {"undecodable_bytes": 2}
+    assert {b["line"] for b in rep["bad_units"]} == {None, 3}

@@ -101,7 +101,8 @@ def _check_types(m: dict[str, Any], path: str) -> None:
     except TypeError:
         dt = None
     need(dt is not None and dt.kind in "ui" and dt.itemsize in (2, 4), "dtype", "must be uint16, uint32 or int32")
-    need(isinstance(m.get("tokenizer"), dict), "tokenizer", "must be a mapping")
+    tok = m.get("tokenizer")
+    need(isinstance(tok, dict) and count(tok.get("vocab_size")), "tokenizer", "must be a mapping with vocab_size")
     srcs = m.get("sources")
     need(isinstance(srcs, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in srcs),
          "sources", "must be a list of {name: ...}")
@@ -110,5 +111,9 @@ def _check_types(m: dict[str, Any], path: str) -> None:
         need(isinstance(sp, dict) and count(sp.get("rows")) and count(sp.get("tokens")), f"splits.{split}",
              "must have shards, rows and tokens")
         for i, e in enumerate(sp["shards"]):
+            sha = e.get("sha256") if isinstance(e, dict) else None
             need(isinstance(e, dict) and isinstance(e.get("source"), str) and count(e.get("rows"))
-                 and count(e.get("tokens")), f"splits.{split}.shards[{i}]", "must have a source, rows and tokens")
+                 and count(e.get("tokens")) and isinstance(sha, dict)
+                 and all(isinstance(sha.get(k), str) for k in ("bin", "idx", "bnd"))
+                 and isinstance(e.get("bin_block_xxh64"), list), f"splits.{split}.shards[{i}]",
+                 "must have source, rows, tokens, sha256 {bin, idx, bnd} and bin_block_xxh64")

@@ -36,7 +36,7 @@ def verify(root: str, check_tokens: bool = True) -> list[Problem]:
     edited = [p for p in warnings if p.message == EDITED]
     try:
         fields = _check_fields(root, ds)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:  # a field of the wrong shape
         fields = [Problem(mpath, None, f"malformed manifest field ({e!r})")]
     if edited or fields:
         return edited + fields

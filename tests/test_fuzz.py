@@ -295,7 +295,10 @@ def _copy(src, dst):
 def open_build(root) -> None:
     """Everything a reader of a build does: manifest, every shard's .idx/.bnd/.bin, a batch."""
     from shards.dataset import ShardDataset
+    from shards.verify import verify
 
+    problems = verify(str(root))  # verify reports a damaged build, it never raises
+    assert isinstance(problems, list)
     ds = ShardDataset(str(root))
     for split in ds.manifest["splits"]:
         for sh in ds.shards(split):

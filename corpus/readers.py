@@ -285,6 +285,9 @@ def decode_block(raw: bytes, enc: str, explicit: bool = False, final: bool = Tru
 
 
 def _ascii_compatible(enc: str) -> bool:
+    """ASCII bytes mean ASCII characters (UTF-8, GB18030, Big5, ...; not UTF-16/32)."""
+    if enc in UTF8:
+        return True
     try:
         return "\n".encode(enc) == b"\n" and "{".encode(enc) == b"{"
     except LookupError:

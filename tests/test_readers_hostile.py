@@ -302,3 +302,13 @@ def test_build_report_counts_replaced_characters(tmp_path):
     assert rep["replaced_chars"] == txt.decode("utf-8", "replace").count("\ufffd") + 1 == 7
     assert rep["bad_unit_counts"] == {"undecodable_bytes": 2}
     assert {b["line"] for b in rep["bad_units"]} == {None, 3}
+
+
+def test_utf8_bom_jsonl_is_splittable_and_read(tmp_path):
+    lines = [json.dumps({"text": r["content"]}, ensure_ascii=False) for r in _qa(10)]
+    p = tmp_path / "bom.jsonl"
+    p.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")
+    cfg = SourceConfig(name="t", paths=[str(p)])
+    assert FileReader(str(p), "bom.jsonl", cfg, LimitsConfig()).splittable()
+    docs, bad = _read(p)
+    assert not bad and [d.text for d in docs] == [clean_text(r["content"]) for r in _qa(10)]

@@ -541,16 +541,16 @@ class FileReader:
                 yield from self._read_jsonl_range(enc)
             return
         body: IO[bytes] = _Rewind(head, stream)
-        transcode = None
+        transcode, bom = None, 0
         if not _ascii_compatible(enc):  # UTF-16/32: read as UTF-8 (offsets are of that UTF-8)
             body = transcode = _Transcode(body, enc)  # type: ignore[assignment]
             enc = "utf-8"
         elif enc in UTF8 and head.startswith(codecs.BOM_UTF8):
-            body, enc = _Rewind(head[3:], stream), "utf-8"
+            body, enc, bom = _Rewind(head[3:], stream), "utf-8", 3  # offsets stay file offsets
         try:
             with stream:
                 if kind in ("jsonl",):
-                    yield from self._read_jsonl(body, enc)
+                    yield from self._read_jsonl(body, enc, 1, bom)
                 elif kind in ("json", "wudao"):
                     yield from self._read_json(body, enc)
                 elif kind == "csv":

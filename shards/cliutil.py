@@ -39,7 +39,7 @@ except ImportError:  # pragma: no cover
 USER_ERRORS = (("corpus.build", "BuildError"), ("corpus.readers", "ReadError"),
                ("shards.format", "ShardFormatError"), ("shards.format", "DiskFullError"),
                ("train.model", "TokenizerMismatch"), ("corpus.recipe", "RecipeError"),
-               ("train.safe_load", "CheckpointError"))
+               ("train.safe_load", "CheckpointError"), ("train.flex", "FlexUnavailable"))
 
 PIPE_WIDTH = 200  # columns of a console that is not a terminal (tables are only as wide as they need)
 

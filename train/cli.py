@@ -64,7 +64,7 @@ def run(
     liger: Optional[bool] = typer.Option(None, "--liger/--no-liger", help="fused liger-kernel ops (GPU)"),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps"),
     doc_attention: Optional[str] = typer.Option(None, "--doc-attention",
-                                                help="none | reset_positions | mask (no attention across packed documents)"),
+                                                help="auto | none | reset_positions | mask | flex (no attention across packed documents; auto: flex on a GPU)"),
     seed: Optional[int] = typer.Option(None, "--seed"),
 ) -> None:
     """Train (or resume) on the shards; logs loss, lr, tokens, tokens/s, MFU and per-source val perplexity."""

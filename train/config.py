@@ -55,8 +55,12 @@ class TrainConfig(BaseModel):
     # data
     # none: attention and positions run across packed documents (LLaMA, most CPT recipes);
     # reset_positions: RoPE positions restart per document; mask: also a block-diagonal causal
-    # attention mask, so no token attends to another document (LLaMA-3's intra-document masking)
-    doc_attention: Literal["none", "reset_positions", "mask"] = "none"
+    # attention mask, so no token attends to another document (LLaMA-3's intra-document masking);
+    # flex: the same mask as a FlexAttention BlockMask (GPU; blocks across documents skipped, so
+    # masking costs nothing, train/flex.py); auto: flex on a GPU that runs it, else none.
+    # Note: transformers >= 5 builds the block mask from restarting position ids by itself, so
+    # reset_positions masks too (and costs as much as mask) on the SDPA path.
+    doc_attention: Literal["auto", "none", "reset_positions", "mask", "flex"] = "auto"
     train_sources: list[str] | None = None  # restrict training to these sources
 
     # monitoring

@@ -11,6 +11,7 @@ stopped without replaying batches.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ class Batch:
     labels: torch.Tensor  # int64, -100 where padding
     position_ids: torch.Tensor | None
     tokens: int  # real (non-pad) tokens
-    attention_mask: torch.Tensor | None = None  # (B, 1, L, L) bool, block-diagonal causal (doc masking)
+    # doc masking: (B, 1, L, L) bool block-diagonal causal, or the same as a FlexAttention BlockMask
+    attention_mask: Any = None
 
 
 class RowSource:
@@ -75,14 +77,15 @@ class Loader:
 
     def __init__(self, src: RowSource, micro_batch: int, seed: int, rank: int = 0, world: int = 1,
                  device: torch.device | str = "cpu", shuffle: bool = True, reset_positions: bool = False,
-                 doc_mask: bool = False):
+                 doc_mask: bool = False, flex: bool = False):
         if src.n_rows < micro_batch * world:
             raise ValueError(f"only {src.n_rows} rows for a global micro-batch of {micro_batch * world}")
         self.src, self.mb, self.seed, self.rank, self.world = src, micro_batch, seed, rank, world
         # a document mask implies document positions: each document then sees exactly what it
         # would see alone in a row (LLaMA-3's intra-document attention)
         self.device, self.shuffle = torch.device(device), shuffle
-        self.reset_positions, self.doc_mask = reset_positions or doc_mask, doc_mask
+        self.reset_positions, self.doc_mask = reset_positions or doc_mask or flex, doc_mask
+        self.flex = flex  # the same document mask as a FlexAttention BlockMask (train/flex.py)
         self.per_epoch = src.n_rows // (micro_batch * world)  # micro-steps per epoch (the ragged end is skipped)
         self.cursor = 0  # global micro-steps consumed
         self._perm_epoch, self._perm = -1, np.zeros(0, np.int64)
@@ -123,7 +126,11 @@ class Loader:
             st = torch.from_numpy(starts).to(self.device)  # B*L bytes; the buffer is reused next batch
             ar = torch.arange(L, device=self.device)
             pos = ar - torch.where(st, ar, 0).cummax(dim=1).values
-            if self.doc_mask:
+            if self.flex:
+                from .flex import doc_block_mask
+
+                mask = doc_block_mask(st)
+            elif self.doc_mask:
                 # block-diagonal causal mask: (B, 1, L, L) bools, L*L bytes per row (4 MiB at 2048);
                 # SDPA then runs its masked (memory-efficient) kernel
                 seg = st.cumsum(dim=1)

@@ -31,20 +31,23 @@ class TokenizerMismatch(Exception):
 
 
 def build_model(name: str, tok: dict[str, Any], seq_len: int, resize: bool = False,
-                dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """A preset with random init, or `AutoModelForCausalLM` from a local directory."""
+                dtype: torch.dtype = torch.float32, attn: str = "sdpa") -> torch.nn.Module:
+    """A preset with random init, or `AutoModelForCausalLM` from a local directory.
+
+    `attn` is a transformers attention implementation name: "sdpa", or the FlexAttention
+    document-masking function that `train.flex.register()` returns."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
     if name in PRESETS:
         cfg = LlamaConfig(vocab_size=tok["vocab_size"], max_position_embeddings=seq_len,
                           bos_token_id=tok["bos_id"], eos_token_id=tok["eos_id"],
                           pad_token_id=None, rms_norm_eps=1e-5, tie_word_embeddings=False,
-                          attn_implementation="sdpa", **PRESETS[name])
-        cfg._attn_implementation = "sdpa"
+                          attn_implementation=attn, **PRESETS[name])
+        cfg._attn_implementation = attn
         return LlamaForCausalLM(cfg).to(dtype)
     if not os.path.isdir(name):
         raise ValueError(f"model {name!r} is neither a preset ({', '.join(PRESETS)}) nor a local directory")
-    model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype, attn_implementation="sdpa",
+    model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=dtype, attn_implementation=attn,
                                                  local_files_only=True)
     check_tokenizer(model.config, tok, resize)
     if resize and model.config.vocab_size < tok["vocab_size"]:

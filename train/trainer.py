@@ -19,6 +19,7 @@ from shards.dataset import ShardDataset
 from .advisor import advise, explain_loss_curve
 from .config import TrainConfig
 from .data import Loader, RowSource
+from . import flex
 from .model import build_model, count_params, flops_per_token
 from .safe_load import latest_tag, safe_loads
 from .schedule import Schedule, scaled_lr, warmup_steps
@@ -145,7 +146,8 @@ class MetricsLog:
 
 def _doc_kw(cfg: TrainConfig) -> dict[str, bool]:
     """Loader options for `doc_attention` (the same for training and held-out evaluation)."""
-    return {"reset_positions": cfg.doc_attention != "none", "doc_mask": cfg.doc_attention == "mask"}
+    mode = "none" if cfg.doc_attention == "auto" else cfg.doc_attention  # train() resolves auto first
+    return {"reset_positions": mode != "none", "doc_mask": mode == "mask", "flex": mode == "flex"}
 
 
 @torch.no_grad()
@@ -192,7 +194,8 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=True)
     with safe_loads():  # a `--model` directory's pytorch_model.bin: refused in one line, never run
-        model = build_model(cfg.model, tok, ds.seq_len, cfg.resize_embeddings)
+        model = build_model(cfg.model, tok, ds.seq_len, cfg.resize_embeddings,
+                            attn=flex.resolve(cfg, ds, device))
     model.config.use_cache = False
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -660,6 +660,9 @@ class FileReader:
             yield self._bad("no_text_field", lineno, offset, f"keys={keys}")
             return
         meta = _meta_of(rec) if isinstance(rec, dict) else {}
+        own = rec.get(self.src.id_key or "id") if isinstance(rec, dict) else None
+        if isinstance(own, (str, int)) and not isinstance(own, bool):
+            meta["record_id"] = str(own)  # the input's own id: `corpus clean` keys its rows by it
         if isinstance(rec, dict) and self.src.id_key and rec.get(self.src.id_key) is not None:
             key = f"{self.rel}:{rec[self.src.id_key]}"
         yield from self._doc(key, text, meta)

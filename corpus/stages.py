@@ -25,7 +25,8 @@ from .document import Document
 
 @dataclass(slots=True)
 class Drop:
-    """A stage's decision to remove a document. `lines` marks the offending lines for samples."""
+    """A stage's decision to remove a document. `lines` marks the offending lines for samples:
+    0-based indices into `doc.text.split("\n")` of the text the stage was given."""
 
     reason: str
     detail: str = ""
@@ -129,13 +130,18 @@ class StageStats:
 class Chain:
     """Runs a list of stages over documents, counting each stage, collecting rejected samples."""
 
-    def __init__(self, stages: list[Stage], samples_per_reason: int = 20):
+    def __init__(self, stages: list[Stage], samples_per_reason: int = 20, trace: bool = False):
         self.stages = [s for s in stages if not s.is_global]
         self.stats: dict[str, StageStats] = {s.name: StageStats() for s in self.stages}
         self.samples: dict[str, list[dict[str, Any]]] = {}
         self.k = samples_per_reason
+        # trace=True: after each call, `last` says what happened to that document in line indices
+        # of the text it came in with (corpus clean, bench/clean_quality.py); off in builds (cost)
+        self.trace = trace
+        self.last: Trace | None = None
 
     def __call__(self, doc: Document) -> Document | None:
+        tr = self.last = Trace.start(doc.text) if self.trace else None
         for st in self.stages:
             s = self.stats[st.name]
             s.docs_in += 1
@@ -148,9 +154,13 @@ class Chain:
                 s.drops[reason] += 1
                 s.drop_chars[reason] += len(doc.text)
                 self._sample(reason, doc, out)
+                if tr is not None:
+                    tr.dropped(st.name, out)
                 return None
             if out.text is not doc.text and out.text != doc.text:
                 s.changed += 1
+                if tr is not None:
+                    tr.step(st.name, doc, out)
             doc = out
             s.docs_out += 1
             s.chars_out += len(doc.text)
@@ -161,6 +171,97 @@ class Chain:
         if len(bucket) < self.k:
             bucket.append({"id": doc.id, "source": doc.source, "reason": reason, "detail": drop.detail,
                            "lines": drop.lines[:50], "text": doc.text[:5000]})
+
+
+@dataclass(slots=True)
+class Trace:
+    """What a chain did to one document, in 0-based indices of the `\n` lines of the text it
+    came in with: the non-blank lines each stage removed (`removed`, stage -> indices; a stage
+    that only rewrote lines in place removed none) and, for a dropped document, the stage and
+    its `Drop` with `lines` mapped to those indices. Blank lines are never reported."""
+
+    origin: list[int | None]  # for each line of the current text, its input line (None: new)
+    blank: frozenset[int]  # input lines that are blank
+    removed: dict[str, list[int]] = field(default_factory=dict)
+    stage: str | None = None
+    drop: Drop | None = None
+
+    @classmethod
+    def start(cls, text: str) -> "Trace":
+        lines = text.split("\n")
+        return cls(list(range(len(lines))), frozenset(i for i, l in enumerate(lines) if not l.strip()))
+
+    def step(self, stage: str, before: Document, after: Document) -> None:
+        lf = after.lines_from
+        if lf is not None and lf[0] is before.text:  # the stage said which lines it kept (Document.with_lines)
+            m: list[int | None] = list(lf[1])
+        else:
+            m = line_origins(before.text.split("\n"), after.text.split("\n") if after.text else [])
+        kept = {j for j in m if j is not None}
+        gone = [o for i, o in enumerate(self.origin) if i not in kept and o is not None and o not in self.blank]
+        if gone:
+            self.removed.setdefault(stage, []).extend(sorted(gone))
+        self.origin = [None if j is None else self.origin[j] for j in m]
+
+    def dropped(self, stage: str, drop: Drop) -> None:
+        n = len(self.origin)
+        lines = sorted({o for i in drop.lines if 0 <= i < n and (o := self.origin[i]) is not None})
+        self.stage, self.drop = stage, Drop(drop.reason, drop.detail, lines)
+
+
+def line_origins(before: list[str], after: list[str]) -> list[int | None]:
+    """For each line of `after`, the index of the line of `before` it came from, or None: an
+    alignment by content (lines compared without surrounding whitespace) for stages that do not
+    report their removals with `Document.with_lines`. Removal only is a subsequence walk; lines
+    rewritten in place (normalisation, a stripped citation mark) are paired by similarity."""
+    a = [x.strip() for x in before]
+    b = [x.strip() for x in after]
+    out: list[int | None] = []
+    i = 0
+    for y in b:  # the common case: lines removed, the rest unchanged
+        while i < len(a) and a[i] != y:
+            i += 1
+        if i == len(a):
+            break
+        out.append(i)
+        i += 1
+    if len(out) == len(b):
+        return out
+    import difflib
+
+    out = [None] * len(b)
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
+            for k in range(j2 - j1):
+                out[j1 + k] = i1 + k
+        elif tag == "replace":
+            for j, i in _pair_similar(a[i1:i2], b[j1:j2]):
+                out[j1 + j] = i1 + i
+    return out
+
+
+def _pair_similar(a: list[str], b: list[str], min_ratio: float = 0.5) -> list[tuple[int, int]]:
+    """An order-keeping pairing of lines of `b` with lines of `a` that maximises the summed
+    difflib similarity (pairs below `min_ratio` are not made); a large block pairs nothing."""
+    import difflib
+
+    if len(a) * len(b) > 2500:
+        return []
+    best = [[0.0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            r = difflib.SequenceMatcher(None, a[i - 1], b[j - 1]).ratio()
+            best[i][j] = max(best[i - 1][j], best[i][j - 1], best[i - 1][j - 1] + r if r >= min_ratio else -1.0)
+    pairs, i, j = [], len(a), len(b)
+    while i and j:
+        if best[i][j] == best[i - 1][j]:
+            i -= 1
+        elif best[i][j] == best[i][j - 1]:
+            j -= 1
+        else:
+            pairs.append((j - 1, i - 1))
+            i, j = i - 1, j - 1
+    return pairs[::-1]
 
 
 # ---------------------------------------------------------------------------------------

@@ -127,6 +127,13 @@ def cluster_bands(band_arrays: list[np.ndarray], mask: np.ndarray, priority: np.
     return rep_all, drop
 
 
+def cluster_texts(texts: list[str], stage: MinHashDedup) -> tuple[np.ndarray, np.ndarray]:
+    """In-memory clustering of texts (what `corpus dedup` runs): (representative index, drop mask)."""
+    parts = [stage.band_hashes(texts[i: i + 4096], with_signatures=True) for i in range(0, len(texts), 4096)]
+    return cluster_bands([p[0] for p in parts], np.ones(len(texts), bool), None, [p[1] for p in parts],
+                         stage.p.verify_threshold)
+
+
 def explain_table(bands: int, rows: int, verify: float = 0.0) -> str:
     lines = [f"MinHash LSH: {bands} bands x {rows} rows = {bands * rows} permutations; "
              f"threshold ~ (1/b)^(1/r) = {(1 / bands) ** (1 / rows):.3f}",
@@ -232,7 +239,7 @@ class LineDedup(Stage):
 
 def count_lines_task(task: tuple[str, Any, str]) -> str:
     """Counting pass of `line_dedup` for one unit: (hash, documents) pairs saved beside the unit."""
-    from .build import _atomic_np
+    from shards.fileio import atomic_write
     from .document import Document
     from .readers import FileReader
     from .recipe import Recipe
@@ -247,7 +254,7 @@ def count_lines_task(task: tuple[str, Any, str]) -> str:
     allh = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     h, c = np.unique(allh, return_counts=True)
     path = os.path.join(work, "units", unit.key + ".lines.npz")
-    _atomic_np(path, lambda f: np.savez(f, hashes=h, counts=c))
+    atomic_write(path, lambda f: np.savez(f, hashes=h, counts=c))
     return path
 
 

@@ -106,7 +106,7 @@ def main() -> None:
     try:
         from tokenizers import Tokenizer as HFTokenizer
 
-        from corpus.tokenizer import spm_to_tokenizer_json
+        from shards.tokenizer import spm_to_tokenizer_json
 
         tj = os.path.join(tempfile.mkdtemp(), "tokenizer.json")
         spm_to_tokenizer_json(a.tokenizer, tj)  # identical ids (tests/test_readers.py)

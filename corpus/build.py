@@ -37,8 +37,8 @@ from .executor import Executor, LocalExecutor, run_all
 from .readers import FileReader
 from .recipe import Recipe, SourceConfig, expand_paths, stage_files
 from .stages import Chain, StageStats, build_stage, exact_hash
-from .tokenizer import load_tokenizer
-from shards.format import DiskFullError, writing  # noqa: F401  (DiskFullError is re-exported)
+from shards.fileio import DiskFullError, atomic_write  # noqa: F401  (DiskFullError is re-exported)
+from shards.tokenizer import load_tokenizer
 
 SPLITS = ("train", "val")
 
@@ -198,11 +198,11 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
         parts = [mh.band_hashes(texts[i: i + 4096], with_signatures=True) for i in range(0, len(texts), 4096)]
         bands = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, mh.p.bands), np.uint64)
         sigs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, mh.p.num_perm), np.uint32)
-        _atomic_np(base + ".bands.npy", lambda f: np.save(f, bands))
-        _atomic_np(base + ".sig.npy", lambda f: np.save(f, sigs))
-    _atomic_np(base + ".tok.npy", lambda f: np.save(f, flat))
-    _atomic_np(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
-                                                       chars=chars, ids=np.array(ids, dtype=np.str_)))
+        atomic_write(base + ".bands.npy", lambda f: np.save(f, bands))
+        atomic_write(base + ".sig.npy", lambda f: np.save(f, sigs))
+    atomic_write(base + ".tok.npy", lambda f: np.save(f, flat))
+    atomic_write(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
+                                                        chars=chars, ids=np.array(ids, dtype=np.str_)))
     summary = {"unit": asdict(unit), "records": reader.records, "replaced_chars": reader.replaced,
                "docs_in": docs_in, "chars_in": chars_in,
                "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
@@ -210,7 +210,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
                "seconds": round(time.perf_counter() - t0, 3),
                "hist_chars_in": length_histogram(np.array(len_in)), "hist_chars_out": length_histogram(chars),
                "hist_tokens": length_histogram(lens), "languages": dict(langs)}
-    _atomic_write(base + ".json", json.dumps(summary, ensure_ascii=False))
+    atomic_write(base + ".json", json.dumps(summary, ensure_ascii=False))
     return summary
 
 
@@ -221,25 +221,6 @@ def length_histogram(x: np.ndarray) -> list[int]:
     """Counts per LENGTH_BINS bin (the last bin is open-ended)."""
     edges = np.array(LENGTH_BINS[1:])
     return np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(LENGTH_BINS)).tolist()
-
-
-def _atomic_write(path: str, text: str) -> None:
-    """Write under .tmp, fsync, rename: a reader sees the old file or the whole new one."""
-    tmp = path + ".tmp"
-    with writing(tmp), open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_np(path: str, writer: Callable[[Any], None]) -> None:
-    tmp = path + ".tmp"
-    with writing(tmp), open(tmp, "wb") as f:
-        writer(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,7 +300,7 @@ def _read_marker(out: str) -> dict | None:
 
 
 def _write_marker(out: str, files: list[str]) -> None:
-    _atomic_write(os.path.join(out, MARKER), json.dumps(
+    atomic_write(os.path.join(out, MARKER), json.dumps(
         {"refinery_build": 1, "refinery_version": __version__, "files": sorted(set(files))}, indent=1))
 
 
@@ -432,7 +413,7 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         elif restart and os.path.exists(work):
             shutil.rmtree(work)
         os.makedirs(os.path.join(work, "units"), exist_ok=True)
-        _atomic_write(state_path, json.dumps(state))
+        atomic_write(state_path, json.dumps(state))
         # a new manifest is written last; until then the directory holds no valid dataset
         if os.path.exists(os.path.join(out, "manifest.json")):
             os.remove(os.path.join(out, "manifest.json"))
@@ -447,7 +428,7 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
                 run_all(executor, count_lines_task, [(rj, u, work) for u in todo_c])
                 fl = frequent_lines([os.path.join(work, "units", u.key + ".lines.npz") for u in units],
                                     int(ld.params().get("max_docs", 20)))
-                _atomic_np(fl_path, lambda f: np.save(f, fl))
+                atomic_write(fl_path, lambda f: np.save(f, fl))
         todo = [u for u in units if not os.path.exists(os.path.join(work, "units", u.key + ".json"))]
         if on_plan:
             on_plan(len(units), len(units) - len(todo))
@@ -457,10 +438,10 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         manifest, report = _assemble(recipe, out, work, units, summaries, executor)
         report["seconds"] = round(time.time() - t0, 2)
         report["resumed_units"] = len(units) - len(todo)
-        _atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
+        atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
         from shards.manifest import with_checksum
         manifest = with_checksum(manifest)  # manifest_sha256: edits by hand are detected on read
-        _atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
+        atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
         _write_marker(out, _written_files(out, manifest))
     return BuildResult(out, manifest, report)
 
@@ -565,11 +546,9 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         sizes = np.bincount(rep[members], minlength=n)
         multi = members[sizes[rep[members]] > 1]
         ids_all = np.concatenate([d["ids"] for d in docs]) if docs else np.zeros(0, str)
-        with open(clusters_path + ".tmp", "w", encoding="utf-8") as f:
-            for g in multi:
-                f.write(json.dumps({"id": str(ids_all[g]), "cluster": str(ids_all[rep[g]]), "kept": bool(keep[g])},
-                                   ensure_ascii=False) + "\n")
-        os.replace(clusters_path + ".tmp", clusters_path)
+        atomic_write(clusters_path, "".join(
+            json.dumps({"id": str(ids_all[g]), "cluster": str(ids_all[rep[g]]), "kept": bool(keep[g])},
+                       ensure_ascii=False) + "\n" for g in multi))
 
     # val cap: overflow val documents go back to train (by order), nothing is lost
     if recipe.split.val_max_docs is not None:
@@ -662,7 +641,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     if samples:
         os.makedirs(rej, exist_ok=True)
         for reason, rows_ in sorted(samples.items()):
-            _atomic_write(os.path.join(rej, reason.replace(":", "__") + ".jsonl"),
+            atomic_write(os.path.join(rej, reason.replace(":", "__") + ".jsonl"),
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_))
 
     splits_summary = {sp: {"shards": shard_entries[sp], "rows": sum(e["rows"] for e in shard_entries[sp]),

@@ -35,6 +35,8 @@ import numpy as np
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
+from shards.fileio import atomic_write
+
 from .document import Document
 from .stages import Drop, Stage, StageParams, register
 
@@ -254,12 +256,7 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
         model.save_model(fb)
         with open(fb, "rb") as f:
             data = to_fasttext_bin(f.read())
-    tmp_out = out + ".tmp"
-    with open(tmp_out, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp_out, out)
+    atomic_write(out, data)
     load_model.cache_clear()
     m = load_model(out)
     metrics = None

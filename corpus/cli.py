@@ -146,7 +146,7 @@ def _check_recipe(r, source: str, tokenizer_flag: str | None) -> None:
     if path is not None and not os.path.isfile(path):
         raise UserError(where, f"{path}: no such tokenizer file" if not os.path.exists(path) else
                         f"{path}: not a file (give the .model or tokenizer.json itself)")
-    from corpus.tokenizer import load_tokenizer
+    from shards.tokenizer import load_tokenizer
 
     try:
         tok = load_tokenizer(path)
@@ -445,7 +445,7 @@ def tokenizer_convert(
     from corpus.document import Document
     from corpus.readers import FileReader
     from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
-    from corpus.tokenizer import Tokenizer, spm_to_tokenizer_json
+    from shards.tokenizer import Tokenizer, spm_to_tokenizer_json
 
     if not model.is_file():
         raise UserError(str(model), "no such SentencePiece model file")

@@ -16,6 +16,8 @@ import os
 import re
 from pathlib import Path
 
+from shards.fileio import atomic_write
+
 from .recipe import Recipe, SourceConfig, StageConfig
 
 DEMO_VERSION = 1
@@ -56,11 +58,7 @@ def materialize() -> Path:
         return d
     d.mkdir(parents=True, exist_ok=True)
     for name, docs in (("domain_zh", _people_daily_docs()), ("general_en", _pydoc_docs())):
-        tmp = d / f"{name}.jsonl.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for doc in docs:
-                f.write(json.dumps(doc, ensure_ascii=False) + "\n")
-        os.replace(tmp, d / f"{name}.jsonl")
+        atomic_write(str(d / f"{name}.jsonl"), "".join(json.dumps(doc, ensure_ascii=False) + "\n" for doc in docs))
     done.write_text("ok")
     return d
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import xxhash
+
+from .fileio import DiskFullError, fsync_rename, sha256_file, writing  # noqa: F401 (DiskFullError re-exported)
 
 FORMAT_VERSION = 1
 IDX_MAGIC = b"MMIDIDX\x00\x00"  # Megatron's _INDEX_HEADER
@@ -41,28 +42,6 @@ CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 FLAG_CONTINUES = 1  # row_flags bit 0: the row's first segment continues the previous row's document
 
 
-class DiskFullError(Exception):
-    """The disk (or the file-size limit) ran out while writing; names the file. Only `.tmp`
-    files can be left behind, and a rerun of the same build resumes once space is freed."""
-
-
-_FULL = {28, 27, 122}  # ENOSPC, EFBIG, EDQUOT
-
-
-@contextmanager
-def writing(path: str):
-    """Turn out-of-space errors inside the block into a DiskFullError naming `path`."""
-    try:
-        yield
-    except OSError as e:
-        short_write = e.errno is None and "written" in str(e)  # numpy's tofile reports a short fwrite so
-        if e.errno in _FULL or short_write:
-            why = os.strerror(e.errno) if e.errno else str(e)
-            raise DiskFullError(f"out of disk space while writing {path} ({why}); "
-                                "free space and rerun the same command to resume") from None
-        raise
-
-
 class ShardFormatError(Exception):
     """A shard file does not match the format; the message names the file and byte offset."""
 
@@ -70,20 +49,6 @@ class ShardFormatError(Exception):
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 while every id fits (vocab ≤ 65,536), else uint32."""
     return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
-
-
-def _fsync_rename(tmp: str, final: str) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,12 +281,12 @@ class ShardWriter:
             write_bnd(base + ".bnd.tmp", self.seq_len, valid, flags,
                       np.full(self._n, self.source_index, np.uint16), seg_ptr, seg)
         for ext in (".idx", ".bnd", ".bin"):  # .bin last: its presence implies the others
-            _fsync_rename(base + ext + ".tmp", base + ext)
+            fsync_rename(base + ext + ".tmp", base + ext)
         entry = {"name": self._name, "rows": self._n, "tokens": self._tokens,
                  "pad_tokens": self._n * self.seq_len - self._tokens,
                  "segments": int(len(seg)), "doc_starts": int(self._n - (flags & FLAG_CONTINUES).astype(bool).sum()),
-                 "sha256": {"bin": self._sha.hexdigest(), "idx": _sha256(base + ".idx"),
-                            "bnd": _sha256(base + ".bnd")},
+                 "sha256": {"bin": self._sha.hexdigest(), "idx": sha256_file(base + ".idx"),
+                            "bnd": sha256_file(base + ".bnd")},
                  "bin_block_xxh64": self._blocks.digests()}
         self.finished.append(entry)
         return entry

@@ -133,7 +133,7 @@ def _rejected(root: str, per_reason: int = 3) -> str:
 
 def top_tokens(root: str, k: int = 30, max_rows: int = 4096) -> list[tuple[int, str, int]]:
     """Most frequent token ids over (a sample of) the train rows, excluding padding."""
-    from corpus.tokenizer import Tokenizer
+    from .tokenizer import Tokenizer
 
     ds = ShardDataset(root)
     counts = np.zeros(ds.tokenizer["vocab_size"], np.int64)

@@ -44,7 +44,7 @@ def collect(root: str) -> dict[str, Any]:
 def sample_rows(root: str, n: int, seed: int = 0, split: str = "train") -> list[dict[str, Any]]:
     """Decode `n` random rows with document boundaries marked (⟦doc⟧ at each document start,
     ⟦cont⟧ where a row begins inside a document, ⟦pad×k⟧ for padding)."""
-    from corpus.tokenizer import Tokenizer
+    from .tokenizer import Tokenizer
 
     ds = ShardDataset(root)
     shards = ds.shards(split)

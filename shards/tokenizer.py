@@ -2,11 +2,14 @@
 
 Documents are encoded *without* BOS/EOS: the packer inserts them by the recipe's policy, so
 the same token arrays serve every packing mode.
+
+Ground floor (in `shards/`, importing only `shards.fileio`): the build encodes with it, and
+`shards/` (stats, report) and `train/` (export) decode and check identities with the same class,
+without importing `corpus/`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from functools import lru_cache
@@ -14,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .fileio import sha256_file
 
 
 def default_tokenizer_path() -> str:
@@ -24,14 +29,6 @@ def default_tokenizer_path() -> str:
     if not p.exists():  # pragma: no cover - depends on the installed package
         raise FileNotFoundError(f"mistral-common does not ship {p}; pass tokenizer.path")
     return str(p)
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Tokenizer:
@@ -57,7 +54,7 @@ class Tokenizer:
             self._sp = spm.SentencePieceProcessor(model_file=self.path)
             self.vocab_size = self._sp.vocab_size()
             self.bos_id, self.eos_id, self.pad_id = self._sp.bos_id(), self._sp.eos_id(), self._sp.pad_id()
-        self.sha256 = file_sha256(self.path)
+        self.sha256 = sha256_file(self.path)
 
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids of each text (int32 arrays, no BOS/EOS), batched and multi-threaded."""
@@ -146,6 +143,6 @@ def spm_to_tokenizer_json(model_path: str, out: str) -> dict[str, Any]:
     cfg = {"bos_token": sp.id_to_piece(sp.bos_id()) if sp.bos_id() >= 0 else None,
            "eos_token": sp.id_to_piece(sp.eos_id()) if sp.eos_id() >= 0 else None,
            "unk_token": unk, "pad_token": sp.id_to_piece(sp.pad_id()) if sp.pad_id() >= 0 else None,
-           "source": os.path.basename(model_path), "source_sha256": file_sha256(model_path)}
+           "source": os.path.basename(model_path), "source_sha256": sha256_file(model_path)}
     Path(out).with_name("tokenizer_config.json").write_text(json.dumps(cfg, indent=1))
     return {"vocab_size": n, "merges": len(merges), "out": out}

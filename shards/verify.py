@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dataset import ShardDataset
-from .format import (BLOCK_BYTES, FLAG_CONTINUES, ShardFormatError, _sha256, block_digests, read_bnd,
+from .fileio import sha256_file
+from .format import (BLOCK_BYTES, FLAG_CONTINUES, ShardFormatError, block_digests, read_bnd,
                      read_idx, token_dtype)
 from .manifest import EDITED, KNOWN_FORMAT_VERSIONS, check_shard_name
 
@@ -129,7 +130,7 @@ def _verify_shards(root: str, ds, check_tokens: bool) -> list[Problem]:
             if size != e["rows"] * L * itemsize:
                 return [Problem(binp, min(size, e["rows"] * L * itemsize),
                                 f"size {size} != {e['rows']} rows x {L} x {itemsize} bytes")]
-            if _sha256(binp) != e["sha256"]["bin"]:
+            if sha256_file(binp) != e["sha256"]["bin"]:
                 got = block_digests(binp)
                 for k, (a, b) in enumerate(zip(got, e["bin_block_xxh64"])):
                     if a != b:
@@ -138,7 +139,7 @@ def _verify_shards(root: str, ds, check_tokens: bool) -> list[Problem]:
                                                    f"{(k + 1) * BLOCK_BYTES - 1})")]
                 return [Problem(binp, None, "sha256 mismatch")]
             for ext in ("idx", "bnd"):
-                if _sha256(f"{base}.{ext}") != e["sha256"][ext]:
+                if sha256_file(f"{base}.{ext}") != e["sha256"][ext]:
                     return [Problem(f"{base}.{ext}", None, "sha256 mismatch")]
             try:
                 idx = read_idx(base + ".idx")

@@ -240,7 +240,7 @@ def test_sentencepiece_to_tokenizer_json_encodes_identically(shared, tmp_path):
 
     from corpus.build import build
     from corpus.recipe import Recipe
-    from corpus.tokenizer import Tokenizer, default_tokenizer_path, spm_to_tokenizer_json
+    from shards.tokenizer import Tokenizer, default_tokenizer_path, spm_to_tokenizer_json
 
     texts = [json.loads(l)["text"] for l in open(shared / "general/c4_en/c4_demo.jsonl", encoding="utf-8")]
     texts += [json.loads(l)["content"] for l in open(shared / "general/flagdata_web_zh/qa_demo_input.jsonl",

@@ -94,11 +94,12 @@ def export(run_dir: str, out: str, dtype: str = "bf16", tag: str | None = None,
 
 def _write_tokenizer(shards: str, out: str, tok: dict[str, Any]) -> None:
     """Copy the shards' tokenizer file and write a tokenizer config with its special ids."""
-    from corpus.tokenizer import default_tokenizer_path, file_sha256
+    from shards.fileio import sha256_file
+    from shards.tokenizer import default_tokenizer_path
 
     manifest, _ = read_manifest(shards)  # the one manifest reader: names checked, hand edits refused
     path = manifest["recipe"]["tokenizer"]["path"] or default_tokenizer_path()
-    if not os.path.exists(path) or file_sha256(path) != tok["sha256"]:
+    if not os.path.exists(path) or sha256_file(path) != tok["sha256"]:
         raise FileNotFoundError(f"tokenizer file {path} is missing or is not the one the shards were built with")
     if path.endswith(".json"):
         shutil.copy(path, os.path.join(out, "tokenizer.json"))

@@ -505,6 +505,58 @@ def dedup(
         console.print(f"[yellow]{len(res['bad_units'])} unreadable units[/] (first: {res['bad_units'][0]})")
 
 
+@app.command()
+def clean(
+    inputs: Optional[list[str]] = typer.Argument(None, help="input files, directories or globs (none: the recipe's sources)"),
+    recipe: str = typer.Option(..., "--recipe", "-r", help="the YAML recipe whose per-document stages run"),
+    out: Path = typer.Option(..., "--out", "-o", help="writes kept.jsonl, dropped.jsonl, clean_summary.json"),
+    source: Optional[str] = typer.Option(None, "--source", help="read INPUT... as this recipe source "
+                                         "(its format, keys and stage_overrides); default: one source per input"),
+) -> None:
+    """Per-document decisions of a recipe's cleaning chain (global stages such as dedup are not run)."""
+    from corpus.clean import check_out, clean as run_clean, inputs_recipe
+
+    r = _load_recipe(recipe)
+    if inputs:
+        try:
+            r = inputs_recipe(r, list(inputs), source)
+        except ValueError as e:
+            raise UserError("--source", str(e)) from None
+    elif source:
+        raise UserError("--source", "names the recipe source to read INPUT... as; give INPUT paths too")
+    _check_recipe_paths(r, recipe if not inputs else "clean")
+    try:
+        r.check_stages()
+    except ValueError as e:  # RecipeError, ValidationError
+        raise UserError(recipe, " ".join(str(e).split())) from None
+    try:
+        check_out(str(out))
+    except ValueError as e:
+        raise UserError("--out", str(e)) from None
+    with progress(console, "clean") as prog:
+        sm = run_clean(r, str(out), on_doc=lambda d: prog.advance())
+    t = Table(title=f"corpus clean -> {out}")
+    for c in ("source", "docs", "kept", "dropped", "kept with lines removed", "top drop reasons"):
+        t.add_column(c, justify="left" if c in ("source", "top drop reasons") else "right")
+    for name, s in sm["per_source"].items():
+        top = sorted(s["drops"].items(), key=lambda kv: -kv[1])[:3]
+        t.add_row(name, _fmt(s["docs"]), _fmt(s["kept"]), _fmt(s["dropped"]), _fmt(s["docs_with_lines_removed"]),
+                  ", ".join(f"{k} {v}" for k, v in top))
+    console.print(t)
+    if sm["skipped_stages"]:
+        console.print(f"not run (they decide over the whole corpus): {', '.join(sm['skipped_stages'])}")
+    if sm["bad_unit_counts"]:
+        console.print(f"[yellow]unreadable units[/]: {sm['bad_unit_counts']}")
+
+
+def _check_recipe_paths(r, where: str) -> None:
+    for i, src in enumerate(r.sources):
+        for p in src.paths:
+            if not any(c in p for c in "*?[") and not os.path.lexists(p):
+                raise UserError(where if where == "clean" else f"{where}: sources[{i}] ({src.name}).paths",
+                                f"{p}: no such file or directory")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -38,6 +38,8 @@ from .readers import FileReader
 from .recipe import Recipe, SourceConfig, expand_paths, stage_files
 from .stages import Chain, StageStats, build_stage, exact_hash
 from shards.fileio import DiskFullError, atomic_write  # noqa: F401  (DiskFullError is re-exported)
+from shards.format import token_dtype
+from shards.manifest import write_manifest
 from shards.tokenizer import load_tokenizer
 
 SPLITS = ("train", "val")
@@ -184,7 +186,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     bs = recipe.tokenizer.batch_size
     for i in range(0, len(texts), bs):
         arrays.extend(tok.encode_batch(texts[i: i + bs]))
-    dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
+    dtype = token_dtype(tok.vocab_size)  # the unit's ids as the shards will hold them (auto)
     lens = np.array([len(a) for a in arrays], dtype=np.int64)
     offsets = np.zeros(len(arrays) + 1, np.int64)
     np.cumsum(lens, out=offsets[1:])
@@ -439,9 +441,7 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         report["seconds"] = round(time.time() - t0, 2)
         report["resumed_units"] = len(units) - len(todo)
         atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
-        from shards.manifest import with_checksum
-        manifest = with_checksum(manifest)  # manifest_sha256: edits by hand are detected on read
-        atomic_write(os.path.join(out, "manifest.json"), json.dumps(manifest, ensure_ascii=False, indent=1))
+        manifest = write_manifest(out, manifest)  # last: the commit point (with its manifest_sha256)
         _write_marker(out, _written_files(out, manifest))
     return BuildResult(out, manifest, report)
 
@@ -482,12 +482,8 @@ def _describe_state_diff(old: dict, new: dict) -> str:
 
 def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries: list[dict],
               executor: Executor | None = None) -> tuple[dict, dict]:
-    from shards.format import token_dtype
-
     tok = load_tokenizer(recipe.tokenizer.path)
-    dtype = token_dtype(tok.vocab_size) if recipe.output.dtype == "auto" else np.dtype(recipe.output.dtype)
-    if tok.vocab_size > np.iinfo(dtype).max + 1:
-        raise BuildError(f"vocabulary of {tok.vocab_size} does not fit {dtype}")
+    dtype = token_dtype(tok.vocab_size, recipe.output.dtype)
     docs = [np.load(os.path.join(work, "units", u.key + ".docs.npz")) for u in units]
     n_per = [len(d["split"]) for d in docs]
     unit_of = np.repeat(np.arange(len(units)), n_per)
@@ -647,7 +643,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     splits_summary = {sp: {"shards": shard_entries[sp], "rows": sum(e["rows"] for e in shard_entries[sp]),
                            "tokens": sum(e["tokens"] for e in shard_entries[sp])} for sp in SPLITS}
     manifest = {
-        "format": "refinery-shards", "format_version": 1, "refinery_version": __version__,
+        "refinery_version": __version__,  # format and format_version: stamped by write_manifest
         "tokenizer": tok.identity(), "seq_len": L, "dtype": np.dtype(dtype).name,
         "bos_id": bos, "eos_id": eos, "pad_id": pad, "packing": recipe.packing.model_dump(),
         "sources": [{"name": s.name, "kind": s.kind, "index": i} for i, s in enumerate(recipe.sources)],

@@ -93,7 +93,7 @@ class SplitConfig(_Strict):
 
 class OutputConfig(_Strict):
     rows_per_shard: int = Field(default=32768, gt=0)
-    dtype: Literal["auto", "uint16", "uint32"] = "auto"
+    dtype: Literal["auto", "uint16", "int32"] = "auto"  # auto: shards.format.token_dtype (Megatron's rule)
     rejected_samples: int = Field(default=20, ge=0)
 
 

@@ -2,9 +2,10 @@
 
 A shard `NAME` is three files:
 
-* `NAME.bin` — token rows, raw little-endian uint16 (uint32 when the vocabulary exceeds
-  65,536), each row exactly `seq_len` tokens. `np.memmap(path, dtype=np.uint16, mode="r")`
-  reads it as it is (nanoGPT), and `.reshape(-1, seq_len)` gives the rows.
+* `NAME.bin` — token rows, raw little-endian uint16, or int32 for vocabularies of 65,500 tokens
+  or more (`token_dtype`: Megatron's rule, the one place the project decides it), each row
+  exactly `seq_len` tokens. `np.memmap(path, dtype=<manifest dtype>, mode="r")` reads it as it
+  is (nanoGPT), and `.reshape(-1, seq_len)` gives the rows.
 * `NAME.idx` — Megatron-LM's `MMIDIDX` index (version 1), so `megatron.core.datasets.
   indexed_dataset.IndexedDataset(NAME)` reads the shard unchanged: one sequence per row.
 * `NAME.bnd` — our own arrays: per-row document boundaries (CSR of segment starts), valid
@@ -46,9 +47,31 @@ class ShardFormatError(Exception):
     """A shard file does not match the format; the message names the file and byte offset."""
 
 
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 while every id fits (vocab ≤ 65,536), else uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 65536 else np.dtype(np.uint32)
+# The only row dtypes: both have a Megatron DType code (uint32 has none, so Megatron's
+# IndexedDataset could not open such a shard), and int32 holds every id below 2**31.
+TOKEN_DTYPES = (np.dtype(np.uint16), np.dtype(np.int32))
+# megatron.core.datasets.indexed_dataset.DType.optimal_dtype: uint16 below 65,500, else int32
+# (followed exactly, so our shards and Megatron's preprocess_data.py agree on every tokenizer)
+MEGATRON_UINT16_LIMIT = 65500
+
+
+def token_dtype(vocab_size: int, requested: str = "auto") -> np.dtype:
+    """The dtype of the token rows for a vocabulary: Megatron's choice (uint16 for fewer than
+    65,500 tokens, else int32) for "auto", else the `requested` one. Refuses (ShardFormatError,
+    one line) a dtype outside TOKEN_DTYPES or one that cannot hold every id of the vocabulary."""
+    if requested == "auto":
+        return TOKEN_DTYPES[0] if vocab_size < MEGATRON_UINT16_LIMIT else TOKEN_DTYPES[1]
+    try:
+        dt = np.dtype(requested)
+    except TypeError:
+        dt = None
+    if dt not in TOKEN_DTYPES:
+        raise ShardFormatError(f"output.dtype {requested!r}: token rows are uint16 or int32 "
+                               "(the dtypes Megatron's IndexedDataset reads)")
+    if vocab_size > int(np.iinfo(dt).max) + 1:
+        raise ShardFormatError(f"output.dtype {requested!r}: a vocabulary of {vocab_size:,} tokens does not fit "
+                               f"{dt.name} (use auto or int32)")
+    return dt
 
 
 # ---------------------------------------------------------------------------------------
@@ -306,6 +329,8 @@ class Shard:
 
     def __init__(self, base: str, seq_len: int, dtype: np.dtype | str = np.uint16):
         self.base, self.seq_len, self.dtype = base, seq_len, np.dtype(dtype)
+        if self.dtype not in TOKEN_DTYPES:
+            raise ShardFormatError(f"{base}.bin: dtype {self.dtype} is not a token dtype (uint16 or int32)")
         size = os.path.getsize(base + ".bin")
         row_bytes = seq_len * self.dtype.itemsize
         if size % row_bytes:

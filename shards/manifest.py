@@ -1,5 +1,11 @@
-"""The one reader of `manifest.json`: shard names must be plain file names inside the build
-directory, and the manifest carries its own checksum (`manifest_sha256`)."""
+"""`manifest.json`, the one writer and the one reader: its format name and version, its schema
+(the fields every reader indexes, with their types), and its own checksum (`manifest_sha256`).
+
+* `write_manifest(root, fields)` stamps `format`/`format_version`, checks the schema (a build
+  can never write a manifest its readers refuse), adds the checksum and writes atomically.
+* `read_manifest(root)` refuses unsafe shard names (plain file names inside the build
+  directory only), fields of the wrong type, and (when strict) hand edits.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .format import FORMAT_VERSION, ShardFormatError
+from .fileio import atomic_write
+from .format import FORMAT_VERSION, TOKEN_DTYPES, ShardFormatError
 
 MANIFEST = "manifest.json"
+FORMAT_NAME = "refinery-shards"
 KNOWN_FORMAT_VERSIONS = (FORMAT_VERSION,)
 CHECKSUM_FIELD = "manifest_sha256"
 EDITED = "manifest.json was edited by hand (checksum mismatch)"
@@ -34,6 +42,18 @@ def with_checksum(manifest: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in manifest.items() if k != CHECKSUM_FIELD}
     out[CHECKSUM_FIELD] = manifest_checksum(out)
     return out
+
+
+def write_manifest(root: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Write `root/manifest.json` (the commit point of a build: written last, atomically) from
+    the build's `fields`; returns the manifest as written, checksum included."""
+    manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                **{k: v for k, v in fields.items() if k not in ("format", "format_version", CHECKSUM_FIELD)}}
+    path = os.path.join(root, MANIFEST)
+    _check_schema(manifest, path)
+    manifest = with_checksum(manifest)
+    atomic_write(path, json.dumps(manifest, ensure_ascii=False, indent=1))
+    return manifest
 
 
 def check_shard_name(name: Any) -> str:
@@ -65,16 +85,10 @@ def read_manifest(root: str, strict: bool = True) -> tuple[dict[str, Any], list[
         raise ShardFormatError(f"{path}: offset {e.pos}: invalid JSON: {e.msg}") from e
     except (UnicodeDecodeError, RecursionError, ValueError) as e:  # not UTF-8, nesting, huge ints
         raise ShardFormatError(f"{path}: invalid JSON: {type(e).__name__}: {str(e)[:120]}") from None
-    if not isinstance(m, dict) or m.get("format") != "refinery-shards":
+    if not isinstance(m, dict) or m.get("format") != FORMAT_NAME:
         raise ShardFormatError(f"{path}: not a refinery manifest")
     warnings: list[str] = []
-    try:
-        for split in m["splits"].values():
-            for e in split["shards"]:
-                check_shard_name(e["name"])
-    except (KeyError, TypeError, AttributeError) as e:
-        raise ManifestError(f"{path}: malformed splits/shards ({e!r})") from None
-    _check_types(m, path)
+    _check_schema(m, path)
     if CHECKSUM_FIELD not in m:
         warnings.append(f"no {CHECKSUM_FIELD} (built before manifests carried a checksum): edits cannot be detected")
     elif m[CHECKSUM_FIELD] != manifest_checksum(m):
@@ -82,6 +96,17 @@ def read_manifest(root: str, strict: bool = True) -> tuple[dict[str, Any], list[
             raise ManifestError(f"{path}: {EDITED}")
         warnings.append(EDITED)
     return m, warnings
+
+
+def _check_schema(m: dict[str, Any], path: str) -> None:
+    """Plain shard names, then the types of the fields every reader indexes."""
+    try:
+        for split in m["splits"].values():
+            for e in split["shards"]:
+                check_shard_name(e["name"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ManifestError(f"{path}: malformed splits/shards ({e!r})") from None
+    _check_types(m, path)
 
 
 def _check_types(m: dict[str, Any], path: str) -> None:
@@ -100,7 +125,7 @@ def _check_types(m: dict[str, Any], path: str) -> None:
         dt = np.dtype(m.get("dtype")) if isinstance(m.get("dtype"), str) else None
     except TypeError:
         dt = None
-    need(dt is not None and dt.kind in "ui" and dt.itemsize in (2, 4), "dtype", "must be uint16, uint32 or int32")
+    need(dt in TOKEN_DTYPES, "dtype", "must be uint16 or int32 (the token dtypes Megatron reads)")
     tok = m.get("tokenizer")
     need(isinstance(tok, dict) and count(tok.get("vocab_size")), "tokenizer", "must be a mapping with vocab_size")
     srcs = m.get("sources")

@@ -62,8 +62,14 @@ def _check_fields(root: str, ds) -> list[Problem]:
         bad("format_version", f"{m.get('format_version')!r} is not a known version {KNOWN_FORMAT_VERSIONS}")
     tok = m["tokenizer"]
     vocab = tok["vocab_size"]
-    if ds.dtype != token_dtype(vocab):
-        bad("dtype", f"{ds.dtype} != {token_dtype(vocab)} for vocab {vocab}")
+    rec = m.get("recipe")
+    asked = rec.get("output", {}).get("dtype", "auto") if isinstance(rec, dict) else "auto"
+    try:
+        want = token_dtype(vocab, asked)
+        if ds.dtype != want:
+            bad("dtype", f"{ds.dtype} != {want} for vocab {vocab}" + ("" if asked == "auto" else f" (output.dtype {asked})"))
+    except ShardFormatError as e:
+        bad("dtype", str(e))
     for k in ("pad_id", "bos_id", "eos_id"):
         v = m.get(k)
         if v is not None and not (isinstance(v, int) and 0 <= v < vocab):
@@ -162,10 +168,11 @@ def _verify_shards(root: str, ds, check_tokens: bool) -> list[Problem]:
                 tok = np.memmap(binp, dtype=ds.dtype, mode="r").reshape(rows, L)
                 for a in range(0, rows, 4096):
                     blk = tok[a: a + 4096]
-                    bad = np.argwhere(blk >= vocab)
+                    bad = np.argwhere((blk >= vocab) | (blk < 0))  # int32 rows can hold negative ids
                     if len(bad):
                         r, c = bad[0]
-                        return [Problem(binp, ((a + r) * L + c) * itemsize, f"token id {blk[r, c]} >= vocab {vocab}")]
+                        return [Problem(binp, ((a + r) * L + c) * itemsize,
+                                        f"token id {blk[r, c]} outside vocab 0..{vocab - 1}")]
     return []
 
 

@@ -1,8 +1,9 @@
 """Zero-copy batches from the shard memmaps.
 
 Rows stay in the page cache of the memory-mapped `.bin` files; a batch is gathered with one
-`np.take(..., out=)` straight into a pinned uint16 buffer (no intermediate copy, no per-row
-Python objects), sent to the device as uint16, and widened to int64 there. The order is a
+`np.take(..., out=)` straight into a pinned buffer of the shards' own dtype (uint16, or int32
+for large vocabularies: `shards.format.token_dtype`; no intermediate copy, no per-row Python
+objects, no narrowing), sent to the device as stored, and widened to int64 there. The order is a
 seeded permutation per epoch, each rank takes a disjoint slice of every global batch, and
 the position in the stream is one integer (`cursor`), so a resume continues exactly where it
 stopped without replaying batches.
@@ -90,7 +91,9 @@ class Loader:
         self.cursor = 0  # global micro-steps consumed
         self._perm_epoch, self._perm = -1, np.zeros(0, np.int64)
         pin = self.device.type == "cuda"
-        self._buf = torch.empty((micro_batch, src.seq_len), dtype=torch.uint16, pin_memory=pin)
+        # the stored dtype, whatever it is: a narrower buffer would truncate ids (70000 -> 4464)
+        stored = torch.from_numpy(np.zeros(0, src.dtype)).dtype
+        self._buf = torch.empty((micro_batch, src.seq_len), dtype=stored, pin_memory=pin)
         self._valid = np.zeros(micro_batch, np.int32)
         self._starts = np.zeros((micro_batch, src.seq_len), np.bool_)
 

@@ -29,6 +29,16 @@ def _train_and_logits(small_build, tmp_path, **kw):
     return batch, want
 
 
+def _tensors_in(model_dir):
+    from safetensors import safe_open
+
+    n = 0
+    for f in model_dir.glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            n += len(list(st.keys()))
+    return n
+
+
 @pytest.mark.parametrize("zero", [2, 3])
 def test_export_logits_match_engine(small_build, tmp_path, zero):
     from train.export import export, load
@@ -53,10 +63,15 @@ def test_export_generate_eval_and_continue(small_build, tmp_path):
                               "--steps", "6", "--micro-batch", "2", "--lr", "3e-3", "--eval-interval", "0",
                               "--eval-rows", "4", "--precision", "fp32"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
+    # under a umask of 077 save_pretrained writes 0600 files: the export still leaves them 0644
     r = subprocess.run(cli + ["export", str(tmp_path / "run"), "--out", str(tmp_path / "hf"), "--dtype", "bf16"],
-                       capture_output=True, text=True, env=env)
+                       capture_output=True, text=True, env=env, preexec_fn=lambda: os.umask(0o077))
     assert r.returncode == 0, r.stderr[-2000:]
     assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "generation_config.json").exists()
+    written = sorted(p.name for p in (tmp_path / "hf").iterdir())
+    assert {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "config.json"} <= set(written)
+    assert {p: oct((tmp_path / "hf" / p).stat().st_mode & 0o777) for p in written} == {p: "0o644" for p in written}
+    assert f"exported {_tensors_in(tmp_path / 'hf')} tensors" in " ".join(r.stdout.split())
     from transformers import AutoModelForCausalLM
 
     m = AutoModelForCausalLM.from_pretrained(tmp_path / "hf", local_files_only=True)
@@ -80,6 +95,8 @@ def test_lora_training_is_merged_at_export(small_build, tmp_path):
     batch, want = _train_and_logits(small_build, tmp_path, lr=1e-2, zero_stage=2, lora_r=4)
     info = export(str(tmp_path / "run"), str(tmp_path / "hf"), "fp32")
     assert info["lora_merged"]
+    # the count of the merged model written, not of the checkpoint's base + adapter tensors
+    assert info["tensors"] == _tensors_in(tmp_path / "hf")
     model, _ = load(str(tmp_path / "hf"))
     assert not any("lora" in n for n, _ in model.named_parameters())
     with torch.no_grad():

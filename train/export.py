@@ -9,18 +9,24 @@ Nothing read here runs code: checkpoint files are unpickled with `weights_only=T
 allow-list of `train/safe_load.py` (a planted pickle is a one-line `CheckpointError`), the
 build manifest is read through `shards.manifest.read_manifest`, and models are loaded by
 transformers with `local_files_only` (safetensors, or a `.bin` through the same allow-list).
+
+The exported tokenizer gives the ids the model was trained on. For a SentencePiece build the
+directory ships `tokenizer.json` (converted from the `.model` by
+`shards.tokenizer.spm_to_tokenizer_json`: SentencePiece's ids on real text) beside
+`tokenizer.model`, and `AutoTokenizer.from_pretrained(export)(text).input_ids` is a shard
+document without its EOS: BOS (when the recipe framed documents with one) + the text's ids; a
+literal `<s>` in a text stays characters, as in the shards. Every file the export writes is
+mode 0644, and the tensor count reported is the count in the written files.
 """
 
 from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import shutil
 from typing import Any
 
-import numpy as np
 import torch
 
 from shards.manifest import read_manifest
@@ -82,42 +88,118 @@ def export(run_dir: str, out: str, dtype: str = "bf16", tag: str | None = None,
     model = model.to(DTYPES[dtype])
     model.config.torch_dtype = DTYPES[dtype]
     os.makedirs(out, exist_ok=True)
+    before = _files(out)
     model.save_pretrained(out, safe_serialization=True, max_shard_size=max_shard_size)
     tok = run["tokenizer"]
     gen = GenerationConfig(bos_token_id=tok["bos_id"], eos_token_id=tok["eos_id"],
                            pad_token_id=tok["pad_id"] if tok["pad_id"] >= 0 else tok["eos_id"], do_sample=True,
                            temperature=0.8, top_p=0.95, max_new_tokens=128)
     gen.save_pretrained(out)
-    _write_tokenizer(run["config"]["shards"], out, tok)
-    return {"out": out, "dtype": dtype, "lora_merged": lora, "tensors": len(sd)}
+    write_tokenizer(run["config"]["shards"], out, tok)
+    # save_pretrained and copies follow the umask and the source file's mode; a model directory
+    # is shared (a serving box, the Hub): readable by all, as other tools write it
+    for name, stamp in _files(out).items():
+        if before.get(name) != stamp:  # written by this export, never a file that was already there
+            os.chmod(os.path.join(out, name), 0o644)
+    return {"out": out, "dtype": dtype, "lora_merged": lora, "tensors": count_tensors(out)}
 
 
-def _write_tokenizer(shards: str, out: str, tok: dict[str, Any]) -> None:
-    """Copy the shards' tokenizer file and write a tokenizer config with its special ids."""
+def _files(d: str) -> dict[str, tuple[int, int]]:
+    return {e.name: (e.stat().st_mtime_ns, e.stat().st_ino) for e in os.scandir(d) if e.is_file()}
+
+
+def count_tensors(model_dir: str) -> int:
+    """Tensors in the written safetensors files (what a loader sees, after a LoRA merge)."""
+    from safetensors import safe_open
+
+    n = 0
+    for f in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
+        with safe_open(f, "pt") as st:
+            n += len(list(st.keys()))
+    return n
+
+
+def tokenizer_file(shards: str, manifest: dict[str, Any], tok: dict[str, Any]) -> str:
+    """The tokenizer file the shards were built with: inside the build directory when the build
+    copied it there, else the recipe's path (absolute, or relative to the build directory or
+    the working directory) or the default; only a file with the manifest's sha256 is taken."""
     from shards.fileio import sha256_file
     from shards.tokenizer import default_tokenizer_path
 
-    manifest, _ = read_manifest(shards)  # the one manifest reader: names checked, hand edits refused
-    path = manifest["recipe"]["tokenizer"]["path"] or default_tokenizer_path()
-    if not os.path.exists(path) or sha256_file(path) != tok["sha256"]:
-        raise FileNotFoundError(f"tokenizer file {path} is missing or is not the one the shards were built with")
-    if path.endswith(".json"):
-        shutil.copy(path, os.path.join(out, "tokenizer.json"))
-        cfg = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    given = (manifest.get("recipe", {}).get("tokenizer") or {}).get("path")
+    cands = [os.path.join(shards, tok["file"])] if tok.get("file") else []
+    if given:
+        cands += [given] if os.path.isabs(given) else [os.path.join(shards, given), given]
     else:
-        shutil.copy(path, os.path.join(out, "tokenizer.model"))
-        cfg = {"tokenizer_class": "LlamaTokenizer", "legacy": True, "add_bos_token": True, "add_eos_token": False}
-    import sentencepiece as spm
+        cands.append(default_tokenizer_path())
+    for c in cands:
+        if os.path.isfile(c) and sha256_file(c) == tok["sha256"]:
+            return c
+    raise FileNotFoundError(f"{shards}: the tokenizer file the shards were built with ({tok.get('file')}, sha256 "
+                            f"{tok['sha256'][:12]}...) is not at {' or '.join(dict.fromkeys(cands))}")
 
-    names = {}
-    if not path.endswith(".json"):
+
+def write_tokenizer(shards: str, out: str, tok: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the tokenizer files of a Hugging Face directory for the shards' tokenizer; returns
+    the tokenizer_config written.
+
+    The shards frame each document as [BOS] ids [EOS] (the recipe's add_bos/add_eos). A prompt
+    is the start of a document, so `add_bos_token` follows the recipe and `add_eos_token` is
+    false: an EOS after a prompt would tell the model the document has ended. (To score whole
+    documents as the shards hold them, append `eos_token_id`.)"""
+    manifest, _ = read_manifest(shards)  # the one manifest reader: names checked, hand edits refused
+    tok = tok or manifest["tokenizer"]
+    path = tokenizer_file(shards, manifest, tok)
+    framing = manifest.get("recipe", {}).get("tokenizer") or {}
+    add_bos = bool(framing.get("add_bos", True)) and tok["bos_id"] >= 0
+    if path.endswith(".json"):
+        # the build encoded with this very file (add_special_tokens=False): its normalizer and
+        # added tokens are what the shards hold
+        from tokenizers import Tokenizer as HFTokenizer
+
+        shutil.copyfile(path, os.path.join(out, "tokenizer.json"))
+        hf = HFTokenizer.from_file(path)
+        names = {k: hf.id_to_token(tok[f"{k}_id"]) for k in ("bos", "eos", "pad") if tok[f"{k}_id"] >= 0}
+        cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    else:
+        import sentencepiece as spm
+
+        shutil.copyfile(path, os.path.join(out, "tokenizer.model"))
         sp = spm.SentencePieceProcessor(model_file=path)
-        names = {k: sp.id_to_piece(tok[f"{k}_id"]) for k in ("bos", "eos") if tok[f"{k}_id"] >= 0}
-        names["unk"] = sp.id_to_piece(sp.unk_id())
+        names = {k: sp.id_to_piece(tok[f"{k}_id"]) for k in ("bos", "eos", "pad") if tok[f"{k}_id"] >= 0}
+        if sp.unk_id() >= 0:
+            names["unk"] = sp.id_to_piece(sp.unk_id())
+        _spm_tokenizer_json(path, os.path.join(out, "tokenizer.json"), names.get("bos") if add_bos else None,
+                            tok["bos_id"])
+        # SentencePiece never reads control pieces in text: a literal `<s>` in a document is
+        # three pieces in the shards, so the fast tokenizer must not match special tokens either
+        cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "split_special_tokens": True}
     cfg.update({f"{k}_token": v for k, v in names.items()})
-    cfg["model_max_length"] = manifest["seq_len"]
-    json.dump(cfg, open(os.path.join(out, "tokenizer_config.json"), "w"), indent=1)
-    json.dump({k: v for k, v in cfg.items() if k.endswith("_token")}, open(os.path.join(out, "special_tokens_map.json"), "w"))
+    cfg.update(add_bos_token=add_bos, add_eos_token=False, model_max_length=manifest["seq_len"])
+    with open(os.path.join(out, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+    with open(os.path.join(out, "special_tokens_map.json"), "w") as f:
+        json.dump({k: v for k, v in cfg.items() if k.endswith("_token") and isinstance(v, str)}, f)
+    return cfg
+
+
+def _spm_tokenizer_json(model: str, out: str, bos: str | None, bos_id: int) -> None:
+    """tokenizer.json for a SentencePiece model, the BOS template in the file itself (so the
+    `tokenizers` library, vLLM and older transformers frame a prompt the same way)."""
+    import tempfile
+
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import processors
+
+    from shards.tokenizer import spm_to_tokenizer_json
+
+    with tempfile.TemporaryDirectory() as tmp:  # the converter also writes a config beside its output
+        spm_to_tokenizer_json(model, os.path.join(tmp, "tokenizer.json"))
+        hf = HFTokenizer.from_file(os.path.join(tmp, "tokenizer.json"))
+    if bos:
+        hf.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A {bos} $B",
+                                                          special_tokens=[(bos, bos_id)])
+    hf.save(out)
 
 
 def load(model_dir: str, dtype: torch.dtype = torch.float32):
@@ -141,28 +223,13 @@ def generate(model_dir: str, prompt: str, max_new_tokens: int = 64, temperature:
     return tok.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-@torch.no_grad()
 def perplexity(model_dir: str, shards: str, max_rows: int = 256, batch: int = 4) -> dict[str, dict[str, float]]:
-    """Loss and perplexity per val source of a shard directory (padding masked)."""
+    """Loss and perplexity per val source of a shard directory: every one of the first
+    `max_rows` rows of each source (the loop `train run` evaluates with, train/evaluation.py)."""
     from shards.dataset import ShardDataset
-    from train.data import Loader, RowSource
+
+    from .evaluation import evaluate_sources
 
     model, _ = load(model_dir)
-    ds = ShardDataset(shards)
-    res: dict[str, dict[str, float]] = {}
-    for src in ds.sources:
-        rs = RowSource(ds, "val", [src])
-        n = min(max_rows, rs.n_rows)
-        if n == 0:
-            continue
-        b = min(batch, n)
-        loader = Loader(rs, b, 0, shuffle=False)
-        tot, ntok = 0.0, 0
-        for a in range(0, n - n % b, b):
-            bt = loader.load(np.arange(a, a + b))
-            out = model(input_ids=bt.input_ids, labels=bt.labels)
-            k = int((bt.labels[:, 1:] != -100).sum())
-            tot += float(out.loss) * k
-            ntok += k
-        res[src] = {"loss": tot / ntok, "ppl": math.exp(min(50, tot / ntok)), "tokens": ntok}
-    return res
+    return evaluate_sources(lambda b: model(input_ids=b.input_ids, labels=b.labels).loss, ShardDataset(shards),
+                            max_rows, batch)

@@ -29,6 +29,9 @@ class Batch:
     tokens: int  # real (non-pad) tokens
     # doc masking: (B, 1, L, L) bool block-diagonal causal, or the same as a FlexAttention BlockMask
     attention_mask: Any = None
+    # the largest id of the rows, taken on the host before the copy: an id the model's embedding
+    # lacks is then a clear error (train/trainer.py), not a CUDA device-side assert
+    max_id: int = -1
 
 
 class RowSource:
@@ -139,7 +142,7 @@ class Loader:
                 seg = st.cumsum(dim=1)
                 causal = torch.ones(L, L, dtype=torch.bool, device=self.device).tril_()
                 mask = ((seg[:, :, None] == seg[:, None, :]) & causal)[:, None]
-        return Batch(ids, labels, pos, int(self._valid.sum()), mask)
+        return Batch(ids, labels, pos, int(self._valid.sum()), mask, int(out.max()))
 
     def state(self) -> dict:
         return {"cursor": self.cursor, "seed": self.seed, "n_rows": self.src.n_rows, "world": self.world,

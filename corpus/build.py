@@ -40,7 +40,7 @@ from .stages import Chain, StageStats, build_stage, exact_hash
 from shards.fileio import DiskFullError, atomic_write  # noqa: F401  (DiskFullError is re-exported)
 from shards.format import token_dtype
 from shards.manifest import write_manifest
-from shards.tokenizer import load_tokenizer
+from shards.tokenizer import TOKENIZER_DIR, install_tokenizer, load_tokenizer
 
 SPLITS = ("train", "val")
 
@@ -163,6 +163,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     bad_counts: Counter = Counter()
     ids: list[str] = []
     texts: list[str] = []
+    metas: list[dict] = []  # for minhash_dedup: own ids, dates
     docs_in = chars_in = 0
     len_in: list[int] = []
     langs: Counter = Counter()
@@ -179,6 +180,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
         if doc is not None:
             ids.append(doc.id)
             texts.append(doc.text)
+            metas.append(doc.metadata)
             if "language" in doc.metadata:
                 langs[doc.metadata["language"]] += 1
     # tokenize in batches
@@ -192,16 +194,17 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     np.cumsum(lens, out=offsets[1:])
     flat = np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
     hashes = np.array([exact_hash(t) for t in texts], dtype=np.uint64).reshape(-1, 2)
+    from shards.stats import byte_piece_mask
+
+    byte_tokens = int(byte_piece_mask(tok)[flat].sum()) if len(flat) else 0  # <0xNN> byte-fallback pieces
     split = np.array([split_of(d, recipe.seed, recipe.split.val_ratio) for d in ids], dtype=np.uint8)
     chars = np.array([len(t) for t in texts], dtype=np.int64)
     base = os.path.join(work, "units", unit.key)
     mh = next((st for st in stages if st.name == "minhash_dedup"), None)
     if mh is not None:  # the per-document half of the global near-dedup stage
-        parts = [mh.band_hashes(texts[i: i + 4096], with_signatures=True) for i in range(0, len(texts), 4096)]
-        bands = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, mh.p.bands), np.uint64)
-        sigs = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, mh.p.num_perm), np.uint32)
-        atomic_write(base + ".bands.npy", lambda f: np.save(f, bands))
-        atomic_write(base + ".sig.npy", lambda f: np.save(f, sigs))
+        from .dedup import write_unit_sketch
+
+        write_unit_sketch(mh, base, texts, ids, metas)
     atomic_write(base + ".tok.npy", lambda f: np.save(f, flat))
     atomic_write(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
                                                         chars=chars, ids=np.array(ids, dtype=np.str_)))
@@ -209,6 +212,7 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
                "docs_in": docs_in, "chars_in": chars_in,
                "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
                "stages": {k: v.as_dict() for k, v in chain.stats.items()}, "samples": chain.samples,
+               "removed_samples": chain.removed_samples, "chars_kept": int(chars.sum()), "byte_tokens": byte_tokens,
                "seconds": round(time.perf_counter() - t0, 3),
                "hist_chars_in": length_histogram(np.array(len_in)), "hist_chars_out": length_histogram(chars),
                "hist_tokens": length_histogram(lens), "languages": dict(langs)}
@@ -329,11 +333,11 @@ def _check_out(recipe: Recipe, out: str, force: bool) -> None:
         raise BuildError(f"--out {out} is not empty and is not a refinery build ({MARKER} missing); "
                          "use an empty or new directory, or --force to add a build next to its files")
     clash = [e for e in entries if e in _OWN_TOP]
-    for sp in SPLITS + ("rejected",):
+    for sp in SPLITS + ("rejected", TOKENIZER_DIR):
         d = os.path.join(out, sp)
         if os.path.isdir(d):
-            clash += [f"{sp}/{f}" for f in os.listdir(d)
-                      if (sp == "rejected" and f.endswith(".jsonl")) or (sp != "rejected" and _SHARD_RE.match(f))]
+            clash += [f"{sp}/{f}" for f in os.listdir(d) if sp == TOKENIZER_DIR
+                      or (sp == "rejected" and f.endswith(".jsonl")) or (sp in SPLITS and _SHARD_RE.match(f))]
     if clash:
         raise BuildError(f"--out {out}: refinery would overwrite {clash[0]}, a file it did not write"
                          + (f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""))
@@ -344,7 +348,7 @@ def _remove_own(out: str, sources: list[str]) -> None:
     marker lists, and leftovers of an interrupted pack (refinery's own shard names); nothing else."""
     m = _read_marker(out) or {}
     for rel in m.get("files", []):
-        if rel.split("/")[0] not in SPLITS + ("rejected",) or ".." in rel.split("/"):
+        if rel.split("/")[0] not in SPLITS + ("rejected", TOKENIZER_DIR) or ".." in rel.split("/"):
             continue
         try:
             os.remove(os.path.join(out, rel))
@@ -358,7 +362,7 @@ def _remove_own(out: str, sources: list[str]) -> None:
                     g = _SHARD_RE.match(f)
                     if g and g.group("prefix") in sources:
                         os.remove(os.path.join(d, f))
-    for sp in SPLITS + ("rejected",):
+    for sp in SPLITS + ("rejected", TOKENIZER_DIR):
         try:
             os.rmdir(os.path.join(out, sp))  # only when empty
         except OSError:
@@ -375,7 +379,7 @@ def _written_files(out: str, manifest: dict) -> list[str]:
     rej = os.path.join(out, "rejected")
     if os.path.isdir(rej):
         files += ["rejected/" + f for f in os.listdir(rej) if f.endswith(".jsonl")]
-    return files
+    return files + list(manifest.get("tokenizer", {}).get("files", {}))
 
 
 @dataclass
@@ -441,6 +445,8 @@ def build(recipe: Recipe, out: str, executor: Executor | None = None, restart: b
         report["seconds"] = round(time.time() - t0, 2)
         report["resumed_units"] = len(units) - len(todo)
         atomic_write(os.path.join(out, "build_report.json"), json.dumps(report, ensure_ascii=False, indent=1))
+        # the tokenizer travels with the shards: stats, report, verify and export read the copy
+        manifest["tokenizer"] = install_tokenizer(load_tokenizer(recipe.tokenizer.path), out)
         manifest = write_manifest(out, manifest)  # last: the commit point (with its manifest_sha256)
         _write_marker(out, _written_files(out, manifest))
     return BuildResult(out, manifest, report)
@@ -515,33 +521,19 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     if os.path.exists(clusters_path):
         os.remove(clusters_path)
     if mh_cfg is not None and n:
-        from .dedup import cluster_bands
-
-        prefer = mh_cfg.params().get("prefer", "domain")
-        kinds = np.array([0 if (prefer == "domain" and s.kind == "domain") else 1 for s in recipe.sources])
+        from .dedup import cluster_bands, cluster_ids
         from .stages import build_stage
 
         mh = build_stage("minhash_dedup", mh_cfg.params())
-        bands = [np.load(os.path.join(work, "units", u.key + ".bands.npy")) for u in units]
-        sig = None
-        if mh.p.verify_threshold > 0:  # one memory-mapped signature file: page cache, not heap
-            sig = np.lib.format.open_memmap(os.path.join(work, "signatures.npy"), mode="w+", dtype=np.uint32,
-                                            shape=(n, mh.p.num_perm))
-            a = 0
-            for u in units:
-                part = np.load(os.path.join(work, "units", u.key + ".sig.npy"), mmap_mode="r")
-                sig[a: a + len(part)] = part
-                a += len(part)
-            sig.flush()
-        rep, near = cluster_bands(bands, keep.copy(), kinds[src_of], None if sig is None else [sig],
-                                  mh.p.verify_threshold, executor=executor or LocalExecutor(1), work=work,
-                                  unit_keys=[u.key for u in units])
+        kinds = np.array([0 if s.kind == "domain" else 1 for s in recipe.sources])
+        rep, near, mh_info = cluster_bands(work, [u.key for u in units], keep.copy(), mh,
+                                           executor or LocalExecutor(1), kinds[src_of])
         keep &= ~near
         near_drops = np.bincount(src_of[near], minlength=S)
         members = np.flatnonzero(rep >= 0)
         sizes = np.bincount(rep[members], minlength=n)
         multi = members[sizes[rep[members]] > 1]
-        ids_all = np.concatenate([d["ids"] for d in docs]) if docs else np.zeros(0, str)
+        ids_all = cluster_ids(np.concatenate([d["ids"] for d in docs]) if docs else np.zeros(0, str), mh_info["own"])
         atomic_write(clusters_path, "".join(
             json.dumps({"id": str(ids_all[g]), "cluster": str(ids_all[rep[g]]), "kept": bool(keep[g])},
                        ensure_ascii=False) + "\n" for g in multi))
@@ -639,6 +631,14 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         for reason, rows_ in sorted(samples.items()):
             atomic_write(os.path.join(rej, reason.replace(":", "__") + ".jsonl"),
                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_))
+    # lines the per-document stages removed from documents they kept, per stage (and source)
+    removed = _merge_samples([{"samples": sm.get("removed_samples", {})} for sm in summaries],
+                             recipe.output.rejected_samples)
+    if removed:
+        os.makedirs(rej, exist_ok=True)
+        for stage, rows_ in sorted(removed.items()):
+            atomic_write(os.path.join(rej, f"removed_lines__{stage}.jsonl"),
+                         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_))
 
     splits_summary = {sp: {"shards": shard_entries[sp], "rows": sum(e["rows"] for e in shard_entries[sp]),
                            "tokens": sum(e["tokens"] for e in shard_entries[sp])} for sp in SPLITS}
@@ -649,7 +649,7 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         "sources": [{"name": s.name, "kind": s.kind, "index": i} for i, s in enumerate(recipe.sources)],
         "splits": splits_summary, "per_source": per_source,
         # the worker count never changes the output, so it stays out of the checksummed manifest
-        "recipe": recipe.model_dump(mode="json", exclude={"workers": True, "limits": {"unit_bytes"}}),
+        "recipe": _recorded_recipe(recipe),
         "recipe_sha256": recipe.fingerprint(),
     }
     bad_units = [b for sm in summaries for b in sm["bad"]]
@@ -665,10 +665,17 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
         for k in ("chars_in", "chars_out", "tokens"):
             h[k] += np.array(sm.get(f"hist_{k}", [0] * len(LENGTH_BINS)))
         h["languages"].update(sm.get("languages", {}))
+    # characters per token and byte fallback, over the documents the per-document stages kept
+    tokenization: dict[str, dict[str, int]] = {}
+    for sm in summaries:
+        t = tokenization.setdefault(sm["unit"]["source"], {"chars": 0, "tokens": 0, "byte_tokens": 0})
+        t["chars"] += sm.get("chars_kept", 0)
+        t["tokens"] += sm["tokens"]
+        t["byte_tokens"] += sm.get("byte_tokens", 0)
     histograms = {s: {k: (v.tolist() if isinstance(v, np.ndarray) else dict(v)) for k, v in h.items()}
                   for s, h in per_src_hist.items()}
     report = {"recipe_sha256": recipe.fingerprint(), "units": len(units), "length_bins": LENGTH_BINS,
-              "histograms": histograms,
+              "histograms": histograms, "tokenization": tokenization,
               "records_read": sum(sm["records"] for sm in summaries),
               # characters the readers replaced by U+FFFD (bad bytes; the text around them kept)
               "replaced_chars": sum(sm.get("replaced_chars", 0) for sm in summaries),
@@ -684,6 +691,26 @@ def _assemble(recipe: Recipe, out: str, work: str, units: list[Unit], summaries:
     if not all(c["ok"] for c in checks.values()):
         raise BuildError(f"accounting check failed: {checks}")
     return manifest, report
+
+
+def _recorded_recipe(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as the manifest records it: every path absolute (where the build read it),
+    never relative to the directory the build ran in. The worker count and unit size never
+    change the output, so they stay out of the checksummed manifest."""
+    from .recipe import _PATH_PARAMS
+
+    def ab(v: Any) -> Any:
+        return [ab(x) for x in v] if isinstance(v, list) else os.path.abspath(v) if isinstance(v, str) and v else v
+
+    d = recipe.model_dump(mode="json", exclude={"workers": True, "limits": {"unit_bytes"}})
+    for st in d["stages"] + [o for s in d["sources"] for o in s.get("stage_overrides", {}).values()
+                             if isinstance(o, dict)]:
+        for k in _PATH_PARAMS & set(st):
+            st[k] = ab(st[k])
+    for s in d["sources"]:
+        s["paths"] = ab(s["paths"])
+    d["tokenizer"]["path"] = ab(d["tokenizer"]["path"])
+    return d
 
 
 def pack_stream(task: dict[str, Any]) -> dict[str, Any]:
@@ -826,11 +853,16 @@ def _funnel(recipe: Recipe, summaries: list[dict], dedup: np.ndarray, downsample
 
 
 def _merge_samples(summaries: list[dict], k: int) -> dict[str, list[dict]]:
+    """Up to k samples per reason *and source*, in unit order (one big source cannot crowd out the rest)."""
     out: dict[str, list[dict]] = {}
     for sm in summaries:
         for reason, rows in sm["samples"].items():
             bucket = out.setdefault(reason, [])
-            bucket.extend(rows[: max(0, k - len(bucket))])
+            n = Counter(r["source"] for r in bucket)
+            for r in rows:
+                if n[r["source"]] < k:
+                    bucket.append(r)
+                    n[r["source"]] += 1
     return out
 
 

@@ -471,27 +471,30 @@ def dedup(
     inputs: list[str] = typer.Argument(None, help="input files, directories or globs"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="writes kept.jsonl.zst and clusters.jsonl"),
     explain: bool = typer.Option(False, "--explain", help="print the LSH S-curve for the parameters and exit"),
-    ngram: int = typer.Option(2, "--ngram"),
+    ngram: int = typer.Option(3, "--ngram"),
     num_perm: int = typer.Option(120, "--num-perm"),
-    bands: int = typer.Option(30, "--bands"),
-    rows: int = typer.Option(4, "--rows"),
-    verify: float = typer.Option(0.75, "--verify", help="min estimated Jaccard of a candidate pair (0: off)"),
+    bands: int = typer.Option(40, "--bands"),
+    rows: int = typer.Option(3, "--rows"),
+    jaccard: float = typer.Option(0.6, "--jaccard", help="min exact shingle Jaccard of a candidate pair"),
+    containment: float = typer.Option(0.9, "--containment", help="... or min containment of the smaller (0: off)"),
+    prefer: str = typer.Option("first", "--prefer", help="which copy survives: first | newest | longest"),
     text_key: Optional[str] = typer.Option(None, "--text-key"),
 ) -> None:
-    """MinHash LSH near-duplicate removal on its own (the build uses the `minhash_dedup` stage)."""
+    """MinHash LSH near-duplicate removal on its own (the build's `minhash_dedup` code path)."""
     from corpus.dedup import MinHashDedup, dedup_files, explain_table
 
     if explain:
-        console.print(explain_table(bands, rows, verify))
+        console.print(explain_table(bands, rows, jaccard, containment))
         return
     if not inputs or out is None:
         raise UserError("dedup", "give INPUT... and --out (or --explain)")
     with reading("dedup", {"ngram": "--ngram", "num_perm": "--num-perm", "bands": "--bands", "rows": "--rows",
-                           "verify_threshold": "--verify"}):
+                           "jaccard": "--jaccard", "containment": "--containment", "prefer": "--prefer"}):
         from pydantic import ValidationError
 
         try:
-            st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, verify_threshold=verify)
+            st = MinHashDedup(ngram=ngram, num_perm=num_perm, bands=bands, rows=rows, jaccard=jaccard,
+                              containment=containment, prefer=prefer)
         except ValidationError:
             raise
         except ValueError as e:  # parameters that are valid alone but not together (bands x rows)

@@ -1,8 +1,11 @@
-"""MinHash signatures and LSH clustering (Numba).
+"""MinHash signatures, exact shingle sets and band-partitioned LSH clustering (Numba).
 
-Shingles come straight from the text's code points: for CJK text every character is a token,
-elsewhere a token is a run of non-space characters (ASCII lower-cased); a shingle is `n`
-consecutive tokens, hashed with 64-bit FNV-1a and truncated to 32 bits. The permutations are
+`normalize` (NFKC, HTML entities, lower case) runs before shingling when the caller wants copies
+that differ only in width, case or entities to shingle the same. Shingles come straight from the
+text's code points: for CJK text every character is a token, elsewhere a token is a run of
+characters that are neither space nor punctuation (ASCII lower-cased); punctuation and symbols
+only separate tokens, so full/half-width punctuation, quotes and dashes never change a shingle.
+A shingle is `n` consecutive tokens, hashed with 64-bit FNV-1a and truncated to 32 bits. The permutations are
 datasketch's: `a, b` drawn from `np.random.RandomState(seed)` in (1, 2^61-1) and (0, 2^61-1),
 `h = ((a * x + b) mod (2^61-1)) & 0xFFFFFFFF` with the same wrapping uint64 arithmetic, so a
 signature equals `datasketch.MinHash(num_perm, seed, hashfunc=identity)` fed the same shingle
@@ -10,6 +13,9 @@ hashes (tests/test_dedup.py checks this bit for bit).
 """
 
 from __future__ import annotations
+
+import html
+import unicodedata
 
 import numba as nb
 import numpy as np
@@ -36,7 +42,22 @@ def _is_cjk(c):
 
 @nb.njit(cache=True, inline="always")
 def _is_space(c):
-    return c == 32 or c == 9 or c == 10 or c == 13 or c == 0x3000 or c == 0xA0 or c == 12 or c == 11
+    """Whitespace, ASCII punctuation and symbols, Latin-1 punctuation, general punctuation, CJK
+    symbols and punctuation, full-width and small-form punctuation: token separators."""
+    if c < 128:
+        return not ((48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122))
+    return (0x80 <= c <= 0xBF) or c == 0xD7 or c == 0xF7 or (0x2000 <= c <= 0x206F) or \
+        (0x3000 <= c <= 0x303F) or (0xFF01 <= c <= 0xFF0F) or (0xFF1A <= c <= 0xFF20) or \
+        (0xFF3B <= c <= 0xFF40) or (0xFF5B <= c <= 0xFF65) or (0xFE10 <= c <= 0xFE6F) or \
+        (0x2190 <= c <= 0x2BFF) or c == 0x30FB
+
+
+def normalize(text: str) -> str:
+    """The text as MinHash shingles it: HTML entities decoded, NFKC (full-width letters, digits and
+    punctuation to their plain forms, compatibility ideographs), lower case."""
+    if "&" in text:
+        text = html.unescape(text)
+    return unicodedata.normalize("NFKC", text).lower()
 
 
 @nb.njit(cache=True, nogil=True)
@@ -109,24 +130,49 @@ def signature_from_hashes(hv, a, b, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _batch_signatures(cps, offsets, ngram, a, b, out):
+def _batch_sketch(cps, offsets, ngram, a, b, sig_out, want_sets):
+    """Signatures of every document into `sig_out`; with `want_sets`, also each document's sorted
+    unique shingle hashes (flat uint32, and their offsets)."""
+    nd = offsets.shape[0] - 1
     tmp = np.empty(a.shape[0], np.uint64)
-    for d in range(offsets.shape[0] - 1):
-        hv = shingle_hashes(cps[offsets[d]: offsets[d + 1]], ngram)
+    flat = np.empty(cps.shape[0] + nd if want_sets else 0, np.uint32)  # shingles <= tokens <= code points (+1 per doc)
+    soff = np.zeros(nd + 1, np.int64)
+    k = 0
+    for d in range(nd):
+        hv = np.unique(shingle_hashes(cps[offsets[d]: offsets[d + 1]], ngram))  # min over a set: same signature
         signature_from_hashes(hv, a, b, tmp)
         for p in range(a.shape[0]):
-            out[d, p] = np.uint32(tmp[p])
+            sig_out[d, p] = np.uint32(tmp[p])
+        if want_sets:
+            for i in range(hv.shape[0]):
+                flat[k + i] = np.uint32(hv[i])
+            k += hv.shape[0]
+            soff[d + 1] = k
+    return flat[:k], soff
+
+
+def _code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    enc = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
+    offsets = np.zeros(len(enc) + 1, np.int64)
+    np.cumsum([len(e) for e in enc], out=offsets[1:])
+    return (np.concatenate(enc) if enc else np.zeros(0, np.uint32)), offsets
 
 
 def signatures(texts: list[str], ngram: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """uint32 signatures (n_docs, num_perm) of a batch of texts, in one Numba pass."""
-    enc = [np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32) for t in texts]
-    offsets = np.zeros(len(enc) + 1, np.int64)
-    np.cumsum([len(e) for e in enc], out=offsets[1:])
-    cps = np.concatenate(enc) if enc else np.zeros(0, np.uint32)
+    cps, offsets = _code_points(texts)
     out = np.empty((len(texts), len(a)), np.uint32)
-    _batch_signatures(cps, offsets, ngram, a, b, out)
+    _batch_sketch(cps, offsets, ngram, a, b, out, False)
     return out
+
+
+def sketch(texts: list[str], ngram: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(signatures (n, num_perm) uint32, flat sorted unique shingle hashes uint32, their (n+1,)
+    offsets) of a batch of texts, in one Numba pass: what the LSH and the exact verification need."""
+    cps, offsets = _code_points(texts)
+    out = np.empty((len(texts), len(a)), np.uint32)
+    flat, soff = _batch_sketch(cps, offsets, ngram, a, b, out, True)
+    return out, flat, soff
 
 
 @nb.njit(cache=True, nogil=True)
@@ -143,6 +189,79 @@ def band_hashes(sig, bands, rows):
     return out
 
 
+def s_curve(bands: int, rows: int, js=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[tuple[float, float]]:
+    """Probability that a pair with Jaccard J shares at least one band: 1 - (1 - J^r)^b."""
+    return [(j, 1 - (1 - j ** rows) ** bands) for j in js]
+
+
+# ---------------------------------------------------------------------------------------
+# band-partitioned clustering: each band column yields verified edges, the driver unions them
+
+
+@nb.njit(cache=True, inline="always")
+def _overlap(flat, soff, x, y):
+    """|A ∩ B| of two sorted unique shingle-hash runs of `flat`."""
+    i, ie = soff[x], soff[x + 1]
+    j, je = soff[y], soff[y + 1]
+    k = 0
+    while i < ie and j < je:
+        u, v = flat[i], flat[j]
+        if u == v:
+            k += 1
+            i += 1
+            j += 1
+        elif u < v:
+            i += 1
+        else:
+            j += 1
+    return k
+
+
+@nb.njit(cache=True, inline="always")
+def _duplicates(flat, soff, x, y, jthr, cthr):
+    """Exact verification of a candidate pair: shingle-set Jaccard >= jthr, or the smaller set's
+    containment in the larger >= cthr (a truncated or boilerplate-wrapped copy)."""
+    na = soff[x + 1] - soff[x]
+    nb_ = soff[y + 1] - soff[y]
+    small = min(na, nb_)
+    if small == 0:
+        return False
+    # the overlap is at most the smaller set: skip the merge when even that cannot pass
+    if small < jthr * max(na, nb_) and small < cthr * small:
+        return False
+    k = _overlap(flat, soff, x, y)
+    return k >= jthr * (na + nb_ - k) or k >= cthr * small
+
+
+@nb.njit(cache=True)
+def band_edges(col, order, flat, soff, rows_of, jthr, cthr, lookback):
+    """Verified edges of one band column. Each run of equal band hashes (documents in `order`)
+    proposes pairs: a member is compared with the run's first member, then with up to `lookback`
+    members just before it, and joins by the first pair that verifies (`_duplicates` on the exact
+    shingle sets; `rows_of[i]` is document i's index into `soff`). Returns (a, b) edge arrays."""
+    n = order.shape[0]
+    ea = np.empty(n, np.int64)
+    eb = np.empty(n, np.int64)
+    k = 0
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and col[order[j]] == col[order[i]]:
+            j += 1
+        for m in range(i + 1, j):
+            y = order[m]
+            start = max(i + 1, m - lookback)
+            for t in range(-1, m - start):
+                x = order[i] if t < 0 else order[m - 1 - t]
+                if _duplicates(flat, soff, rows_of[x], rows_of[y], jthr, cthr):
+                    ea[k] = x
+                    eb[k] = y
+                    k += 1
+                    break
+        i = j
+    return ea[:k], eb[:k]
+
+
 @nb.njit(cache=True)
 def _find(parent, x):
     root = x
@@ -155,41 +274,17 @@ def _find(parent, x):
     return root
 
 
-@nb.njit(cache=True, inline="always")
-def _similar(sig, x, y, thr):
-    same = 0
-    P = sig.shape[1]
-    for p in range(P):
-        if sig[x, p] == sig[y, p]:
-            same += 1
-    return same >= thr * P
-
-
 @nb.njit(cache=True)
-def union_sorted_groups(parent, keys, order, sig, thr):
-    """Union every run of equal `keys` (visited in `order`) into one set. With signatures
-    (`sig` non-empty), a candidate joins only when its estimated Jaccard with the run's first
-    member is >= thr: LSH proposes, the signatures verify."""
-    n = order.shape[0]
-    verify = sig.shape[0] > 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and keys[order[j]] == keys[order[i]]:
-            j += 1
-        if j - i > 1:
-            r0 = _find(parent, order[i])
-            for k in range(i + 1, j):
-                if verify and not _similar(sig, order[i], order[k], thr):
-                    continue
-                rk = _find(parent, order[k])
-                if rk != r0:
-                    if rk < r0:
-                        parent[r0] = rk
-                        r0 = rk
-                    else:
-                        parent[rk] = r0
-        i = j
+def union_edges(parent, ea, eb):
+    """Union-find over edges; a root is always its set's lowest index."""
+    for t in range(ea.shape[0]):
+        ra = _find(parent, ea[t])
+        rb = _find(parent, eb[t])
+        if ra != rb:
+            if rb < ra:
+                parent[ra] = rb
+            else:
+                parent[rb] = ra
 
 
 @nb.njit(cache=True)
@@ -200,44 +295,38 @@ def roots(parent):
     return out
 
 
-def lsh_clusters(band_columns, n: int, priority: np.ndarray | None = None, sig: np.ndarray | None = None,
-                 verify_threshold: float = 0.0, on_column=None) -> tuple[np.ndarray, np.ndarray]:
-    """Cluster documents sharing any band hash. `band_columns` yields one (n,) uint64 column at a
-    time, so memory beyond the columns is ~24 bytes per document (parent, order, roots).
-    Returns (cluster id = representative's index, keep mask). The representative of a cluster is
-    its member with the lowest (priority, index) — earliest in input order, or a preferred source."""
-    parent = np.arange(n, dtype=np.int64)
-    sg = sig if sig is not None and verify_threshold > 0 else np.zeros((0, 1), np.uint32)
-    for col in band_columns:
-        order = np.argsort(col, kind="stable")
-        union_sorted_groups(parent, col, order, sg, verify_threshold)
-        if on_column:
-            on_column()
-        del order
+def representatives(parent: np.ndarray, priority: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(representative per document, keep mask) from a union-find forest: the member with the lowest
+    (priority, index) of each set (priority None: the lowest index, the root)."""
+    n = len(parent)
     root = roots(parent)
     if priority is None:
-        rep = root  # unions keep the lowest index as root
+        rep = root
     else:
-        key = priority.astype(np.int64) * n + np.arange(n)
-        best = np.full(n, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(best, root, key)
-        rep = best[root] % n
-    keep = rep == np.arange(n)
-    return rep, keep
-
-
-def s_curve(bands: int, rows: int, js=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95)) -> list[tuple[float, float]]:
-    """Probability that a pair with Jaccard J shares at least one band: 1 - (1 - J^r)^b."""
-    return [(j, 1 - (1 - j ** rows) ** bands) for j in js]
+        order = np.lexsort((np.arange(n), priority, root))  # by set, then priority, then index
+        first = np.ones(n, bool)
+        first[1:] = root[order[1:]] != root[order[:-1]]
+        best = np.empty(n, np.int64)
+        best[root[order[first]]] = order[first]
+        rep = best[root]
+    return rep, rep == np.arange(n)
 
 
 # ---------------------------------------------------------------------------------------
 # n-gram overlap (decontamination)
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _window_hash(tokens, s, n):
+    h = FNV_OFFSET
+    for i in range(s, s + n):
+        h = (h ^ np.uint64(tokens[i])) * FNV_PRIME
+    return h
+
+
 @nb.njit(cache=True, nogil=True)
 def ngram_hashes(tokens, offsets, n):
-    """Polynomial hashes of every n-token window inside each document (windows never cross
+    """FNV-1a hashes of every n-token window inside each document (windows never cross
     documents). Returns (hashes, document index of each hash)."""
     total = 0
     for d in range(offsets.shape[0] - 1):
@@ -245,15 +334,9 @@ def ngram_hashes(tokens, offsets, n):
     out = np.empty(total, np.uint64)
     doc = np.empty(total, np.int64)
     k = 0
-    B = np.uint64(0x100000001B3)
     for d in range(offsets.shape[0] - 1):
-        a = offsets[d]
-        b = offsets[d + 1]
-        for s in range(a, b - n + 1):
-            h = np.uint64(0xCBF29CE484222325)
-            for i in range(s, s + n):
-                h = (h ^ np.uint64(tokens[i])) * B
-            out[k] = h
+        for s in range(offsets[d], offsets[d + 1] - n + 1):
+            out[k] = _window_hash(tokens, s, n)
             doc[k] = d
             k += 1
     return out, doc
@@ -266,71 +349,11 @@ def docs_hitting(tokens, offsets, n, sorted_ref):
     hit = np.zeros(nd, np.bool_)
     if sorted_ref.shape[0] == 0:
         return hit
-    B = np.uint64(0x100000001B3)
     for d in range(nd):
         for s in range(offsets[d], offsets[d + 1] - n + 1):
-            h = np.uint64(0xCBF29CE484222325)
-            for i in range(s, s + n):
-                h = (h ^ np.uint64(tokens[i])) * B
+            h = _window_hash(tokens, s, n)
             j = np.searchsorted(sorted_ref, h)
             if j < sorted_ref.shape[0] and sorted_ref[j] == h:
                 hit[d] = True
                 break
     return hit
-
-
-@nb.njit(cache=True)
-def band_edges(col, order, sig, sig_rows, thr):
-    """Candidate edges of one band column: (first member of each run of equal hashes, member),
-    kept only when their signatures agree on >= thr of the permutations (thr 0: all).
-    `sig_rows[i]` is document i's row in `sig`."""
-    n = order.shape[0]
-    ea = np.empty(n, np.int64)
-    eb = np.empty(n, np.int64)
-    k = 0
-    verify = thr > 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and col[order[j]] == col[order[i]]:
-            j += 1
-        for m in range(i + 1, j):
-            x, y = order[i], order[m]
-            if verify:
-                same = 0
-                for p in range(sig.shape[1]):
-                    if sig[sig_rows[x], p] == sig[sig_rows[y], p]:
-                        same += 1
-                if same < thr * sig.shape[1]:
-                    continue
-            ea[k] = x
-            eb[k] = y
-            k += 1
-        i = j
-    return ea[:k], eb[:k]
-
-
-@nb.njit(cache=True)
-def union_edges(parent, ea, eb):
-    for t in range(ea.shape[0]):
-        ra = _find(parent, ea[t])
-        rb = _find(parent, eb[t])
-        if ra != rb:
-            if rb < ra:
-                parent[ra] = rb
-            else:
-                parent[rb] = ra
-
-
-def representatives(parent: np.ndarray, priority: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(representative per document, keep mask) from a union-find forest (roots are minimal indices)."""
-    n = len(parent)
-    root = roots(parent)
-    if priority is None:
-        rep = root
-    else:
-        key = priority.astype(np.int64) * n + np.arange(n)
-        best = np.full(n, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(best, root, key)
-        rep = best[root] % n
-    return rep, rep == np.arange(n)

@@ -297,6 +297,14 @@ def _print_stats(x: dict) -> None:
                 reasons = (reasons + "; " if reasons else "") + "score 0→1 " + _spark(st["score_hist"])
             t.add_row(src, st["stage"], _fmt(st["docs_in"]), _fmt(st["docs_out"]), _fmt(sum(drops.values())), reasons)
     console.print(t)
+    if x.get("tokenization"):  # evidence for (not) extending the vocabulary (shards/stats.py tokenization)
+        t = Table(title="tokenization of the kept documents: characters per token, byte-fallback <0xNN> pieces")
+        for c in ("source", "characters", "tokens", "chars/token", "byte-fallback %"):
+            t.add_column(c)
+        for r in x["tokenization"]:
+            t.add_row(r["source"], _fmt(r["chars"]), _fmt(r["tokens"]), _fmt(r["chars_per_token"]),
+                      "-" if r["byte_fallback_share"] is None else f"{100 * r['byte_fallback_share']:.2f}")
+        console.print(t)
     for s in x.get("samples", []):
         console.rule(f"{s['shard']} row {s['row']} ({s['segments']} segments)")
         console.print(s["text"][:1500], markup=False)

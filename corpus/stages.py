@@ -139,9 +139,12 @@ class Chain:
         # of the text it came in with (corpus clean, bench/clean_quality.py); off in builds (cost)
         self.trace = trace
         self.last: Trace | None = None
+        # stage -> up to k kept documents it removed lines from (the report's "lines removed")
+        self.removed_samples: dict[str, list[dict[str, Any]]] = {}
 
     def __call__(self, doc: Document) -> Document | None:
         tr = self.last = Trace.start(doc.text) if self.trace else None
+        pending: list[dict[str, Any]] = []
         for st in self.stages:
             s = self.stats[st.name]
             s.docs_in += 1
@@ -161,9 +164,20 @@ class Chain:
                 s.changed += 1
                 if tr is not None:
                     tr.step(st.name, doc, out)
+                if self.k and len(self.removed_samples.get(st.name, ())) < self.k:  # no cost once full
+                    m = {j for j in kept_origins(doc, out) if j is not None}
+                    text = doc.text[:5000]  # the sample's text; its marked lines are lines of it
+                    gone = [i for i, l in enumerate(text.split("\n")) if i not in m and l.strip()]
+                    if gone:
+                        pending.append({"id": doc.id, "source": doc.source, "stage": st.name,
+                                        "lines": gone[:50], "text": text})
             doc = out
             s.docs_out += 1
             s.chars_out += len(doc.text)
+        for r in pending:  # only documents the chain kept
+            bucket = self.removed_samples.setdefault(r["stage"], [])
+            if len(bucket) < self.k:
+                bucket.append(r)
         return doc
 
     def _sample(self, reason: str, doc: Document, drop: Drop) -> None:
@@ -192,11 +206,7 @@ class Trace:
         return cls(list(range(len(lines))), frozenset(i for i, l in enumerate(lines) if not l.strip()))
 
     def step(self, stage: str, before: Document, after: Document) -> None:
-        lf = after.lines_from
-        if lf is not None and lf[0] is before.text:  # the stage said which lines it kept (Document.with_lines)
-            m: list[int | None] = list(lf[1])
-        else:
-            m = line_origins(before.text.split("\n"), after.text.split("\n") if after.text else [])
+        m = kept_origins(before, after)
         kept = {j for j in m if j is not None}
         gone = [o for i, o in enumerate(self.origin) if i not in kept and o is not None and o not in self.blank]
         if gone:
@@ -207,6 +217,14 @@ class Trace:
         n = len(self.origin)
         lines = sorted({o for i in drop.lines if 0 <= i < n and (o := self.origin[i]) is not None})
         self.stage, self.drop = stage, Drop(drop.reason, drop.detail, lines)
+
+
+def kept_origins(before: Document, after: Document) -> list[int | None]:
+    """For each line of `after.text`, the line of `before.text` it came from (None: new)."""
+    lf = after.lines_from
+    if lf is not None and lf[0] is before.text:  # the stage said which lines it kept (Document.with_lines)
+        return list(lf[1])
+    return line_origins(before.text.split("\n"), after.text.split("\n") if after.text else [])
 
 
 def line_origins(before: list[str], after: list[str]) -> list[int | None]:

@@ -74,17 +74,23 @@ def _score_plot(funnel: dict) -> str:
 
 
 def _hist_plot(report: dict) -> str:
+    if not report.get("histograms"):
+        return "<p>no length histograms in this build report</p>"
+    return _png(_hist_fig(report))
+
+
+def _hist_fig(report: dict):
     import matplotlib.pyplot as plt
 
-    hists, bins = report.get("histograms", {}), report.get("length_bins", [])
-    if not hists:
-        return "<p>no length histograms in this build report</p>"
+    hists, bins = report["histograms"], report.get("length_bins", [])
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     x = np.arange(len(bins))
-    for src, h in hists.items():
-        axes[0].step(x, h["chars_in"], where="mid", label=f"{src} before cleaning")
-        axes[0].step(x, h["chars_out"], where="mid", linestyle="--", label=f"{src} after")
-        axes[1].step(x, h["tokens"], where="mid", label=src)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (src, h) in enumerate(hists.items()):
+        c = colours[i % len(colours)]  # one colour per source: before solid, after dashed
+        axes[0].step(x, h["chars_in"], where="mid", color=c, label=f"{src} before cleaning")
+        axes[0].step(x, h["chars_out"], where="mid", color=c, linestyle="--", label=f"{src} after")
+        axes[1].step(x, h["tokens"], where="mid", color=c, label=src)
     labels = [f"{b:,}" if b < 10**6 else f"{b // 10**6}M" for b in bins]
     for ax, t in zip(axes, ("document length, characters", "document length, tokens (kept documents)")):
         ax.set_xticks(x[::3], labels[::3], fontsize=7, rotation=45)
@@ -92,19 +98,26 @@ def _hist_plot(report: dict) -> str:
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _bar(labels: list[str], values: list[float], title: str, xlabel: str = "") -> str:
+    return _png(_bar_fig(labels, values, title, xlabel))
+
+
+def _bar_fig(labels: list[str], values: list[float], title: str, xlabel: str = ""):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.3 * len(labels)))
     ax.barh(labels[::-1], values[::-1], color="#f58518")
+    for i, v in enumerate(values[::-1]):  # the number at the end of each bar
+        ax.text(v, i, f" {v:,}" if isinstance(v, int) else f" {v:.2f}", va="center", fontsize=8)
+    ax.margins(x=0.12)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.tick_params(labelsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
 
 
 def _marked_row(text: str) -> str:
@@ -114,21 +127,96 @@ def _marked_row(text: str) -> str:
             t.replace("⟦doc⟧", '<span class="b doc">⟦doc⟧</span>').replace("⟦cont⟧", '<span class="b cont">⟦cont⟧</span>'))
 
 
-def _rejected(root: str, per_reason: int = 3) -> str:
+REMOVED_PREFIX = "removed_lines__"  # rejected/removed_lines__STAGE.jsonl: lines removed from kept documents
+
+
+def _sample_files(root: str, removed: bool) -> list[str]:
     d = os.path.join(root, "rejected")
     if not os.path.isdir(d):
-        return "<p>no rejected samples (no stage dropped anything)</p>"
-    out = []
-    for f in sorted(os.listdir(d)):
-        rows = [json.loads(l) for l in open(os.path.join(d, f), encoding="utf-8")][:per_reason]
-        out.append(f"<h3>{html.escape(f[:-6].replace('__', ':'))}</h3>")
+        return []
+    return [os.path.join(d, f) for f in sorted(os.listdir(d))
+            if f.endswith(".jsonl") and f.startswith(REMOVED_PREFIX) == removed]
+
+
+def _samples(files: list[str], per_source: int, title: Any, empty: str) -> str:
+    """Samples grouped by reason (or stage), then source, at most `per_source` of each source;
+    marked lines highlighted; a source selector shows one source at a time."""
+    out, sources = [], set()
+    for path in files:
+        rows = [json.loads(l) for l in open(path, encoding="utf-8")]
+        by_src: dict[str, list[dict]] = {}
         for r in rows:
-            bad = set(r.get("lines") or [])
-            lines = r["text"].split("\n")[:80]
-            body = "\n".join(f"<mark>{html.escape(l)}</mark>" if i in bad else html.escape(l) for i, l in enumerate(lines))
-            out.append(f'<div class="sample"><div class="meta">{html.escape(r["id"])} — {html.escape(r.get("detail", ""))}'
-                       f'</div><pre>{body}</pre></div>')
-    return "".join(out)
+            by_src.setdefault(r.get("source", "?"), []).append(r)
+        out.append(f"<h3>{html.escape(title(os.path.basename(path)[:-6]))}</h3>")
+        for src, rs in sorted(by_src.items()):
+            sources.add(src)
+            for r in rs[:per_source]:
+                bad = set(r.get("lines") or [])
+                lines = r["text"].split("\n")[:80]
+                body = "\n".join(f"<mark>{html.escape(l)}</mark>" if i in bad else html.escape(l)
+                                 for i, l in enumerate(lines))
+                out.append(f'<div class="sample" data-source="{html.escape(src)}"><div class="meta">'
+                           f'[{html.escape(src)}] {html.escape(r["id"])} — {html.escape(r.get("detail", ""))}'
+                           f'</div><pre>{body}</pre></div>')
+    if not out:
+        return f"<p>{empty}</p>"
+    opts = "".join(f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in sorted(sources))
+    sel = ('<p>source: <select class="srcsel" onchange="var v=this.value, p=this.parentNode.parentNode;'
+           "Array.prototype.forEach.call(p.querySelectorAll('.sample[data-source]'),function(e){"
+           "e.style.display=(v===''||e.getAttribute('data-source')===v)?'':'none';});\">"
+           f'<option value="">all sources</option>{opts}</select></p>')
+    return f"<div>{sel}{''.join(out)}</div>"
+
+
+def _rejected(root: str, per_reason: int = 3) -> str:
+    return _samples(_sample_files(root, False), per_reason, lambda n: n.replace("__", ":"),
+                    "no rejected samples (no stage dropped anything)")
+
+
+def _removed_lines(root: str, per_stage: int = 3) -> str:
+    return _samples(_sample_files(root, True), per_stage, lambda n: n.removeprefix(REMOVED_PREFIX),
+                    "no stage removed lines from the documents it kept")
+
+
+def _tokenization(st: dict) -> str:
+    rows = st.get("tokenization", [])
+    if not rows:
+        return "<p>not recorded by this build</p>"
+    return _table([[r["source"], f"{r['chars']:,}", f"{r['tokens']:,}",
+                    "-" if r["chars_per_token"] is None else f"{r['chars_per_token']:.2f}",
+                    "-" if r["byte_fallback_share"] is None else f"{100 * r['byte_fallback_share']:.2f}"]
+                   for r in rows], ["source", "characters", "tokens", "characters / token", "byte-fallback tokens %"])
+
+
+# families matplotlib may find for Chinese labels: Debian's fonts-noto-cjk, fonts-wqy-microhei,
+# fonts-wqy-zenhei, fonts-arphic-*, and the common desktop ones
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
+                "WenQuanYi Zen Hei", "Droid Sans Fallback", "AR PL UMing CN", "AR PL UKai CN", "SimHei",
+                "Microsoft YaHei", "PingFang SC", "Heiti SC")
+CJK_FILES = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+             "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+             "/usr/share/fonts/truetype/arphic/uming.ttc")
+
+
+def use_cjk_font() -> str | None:
+    """Put the first CJK font found in front of matplotlib's sans-serif list, so that Chinese
+    source names, stages and pieces render instead of tofu boxes; None (and nothing changed)
+    when the machine has none (`apt-get install fonts-wqy-microhei` or `fonts-noto-cjk`)."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    for f in CJK_FILES:  # a font installed after matplotlib built its cache is not known yet
+        if os.path.exists(f):
+            try:
+                font_manager.fontManager.addfont(f)
+            except (OSError, RuntimeError, ValueError):
+                pass
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    name = next((n for n in CJK_FAMILIES if n in have), None)
+    if name is not None:  # per-glyph fallback needs named families: Latin from DejaVu, the rest from the CJK font
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", name, "sans-serif"]
+    return name
 
 
 def top_tokens(root: str, k: int = 30, max_rows: int = 4096) -> list[tuple[int, str, int]]:
@@ -156,6 +244,7 @@ def make_report(root: str, out_html: str, samples: int = 5) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
+    use_cjk_font()
     st = collect(root)
     rp = os.path.join(root, "build_report.json")
     report = json.load(open(rp, encoding="utf-8")) if os.path.exists(rp) else {}
@@ -199,6 +288,10 @@ def make_report(root: str, out_html: str, samples: int = 5) -> str:
     mode = ShardDataset(root).manifest["packing"]["mode"]
     parts.append("<h2>Packing waste</h2>" + _bar([w[0] for w in waste], [w[1] for w in waste],
                                                   f"padding tokens, % of rows (mode: {mode})", "%"))
+    parts.append("<h2>Characters per token and byte fallback (per source)</h2><p>over the documents the "
+                 "per-document stages kept; byte-fallback tokens are <code>&lt;0xNN&gt;</code> pieces: a high share "
+                 "means the tokenizer spells these characters byte by byte (a case for extending the vocabulary)</p>"
+                 + _tokenization(st))
     tt = top_tokens(root)
     parts.append("<h2>Most frequent tokens (train)</h2>" + _table([[i, p, f"{c:,}"] for i, p, c in tt],
                                                                   ["id", "piece", "count"]))
@@ -207,7 +300,10 @@ def make_report(root: str, out_html: str, samples: int = 5) -> str:
     for s in sample_rows(root, samples, seed=0):
         parts.append(f'<div class="sample"><div class="meta">{html.escape(s["shard"])} row {s["row"]}, '
                      f'{s["segments"]} segments</div><pre>{_marked_row(s["text"][:3000])}</pre></div>')
-    parts.append("<h2>Rejected samples (offending lines marked)</h2>" + _rejected(root))
+    parts.append("<h2>Rejected samples (offending lines marked; at most 3 per reason and source)</h2>"
+                 + _rejected(root))
+    parts.append("<h2>Lines removed from kept documents (marked; at most 3 per stage and source)</h2>"
+                 + _removed_lines(root))
     bad = st.get("bad_units", [])
     if bad:
         parts.append("<h2>Unreadable units</h2>" + _table([[b["file"], b["line"], b["offset"], b["reason"], b["detail"]]

@@ -38,7 +38,37 @@ def collect(root: str) -> dict[str, Any]:
     return {"root": root, "seq_len": ds.seq_len, "dtype": ds.dtype.name, "tokenizer": ds.tokenizer,
             "splits": per_split, "funnel": report.get("funnel", {}), "accounting": report.get("accounting", {}),
             "bad_unit_counts": report.get("bad_unit_counts", {}), "bad_units": report.get("bad_units", [])[:50],
+            "tokenization": tokenization(report),
             "documents_in": report.get("documents_in"), "documents_written": report.get("documents_written")}
+
+
+def tokenization(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per source: characters per token and the share of tokens that are byte-fallback pieces
+    (`<0xNN>`), over the documents the per-document stages kept (before dedup and mixing). A high
+    byte share (LLaMA's tokenizer spells many CJK characters as 3 bytes) is the evidence for
+    extending the vocabulary before continued pretraining (Chinese-LLaMA-Alpaca)."""
+    rows = []
+    for src, t in report.get("tokenization", {}).items():
+        n = t["tokens"]
+        rows.append({"source": src, "chars": t["chars"], "tokens": n, "byte_tokens": t["byte_tokens"],
+                     "chars_per_token": t["chars"] / n if n else None,
+                     "byte_fallback_share": t["byte_tokens"] / n if n else None})
+    return rows
+
+
+_BYTE_MASKS: dict[str, np.ndarray] = {}
+
+
+def byte_piece_mask(tok: Any) -> np.ndarray:
+    """A boolean array over the vocabulary: True for SentencePiece byte-fallback pieces `<0xNN>`
+    (cached per tokenizer file; a byte-level BPE has none: its bytes are ordinary pieces)."""
+    key = f"{tok.path}:{tok.vocab_size}"
+    if key not in _BYTE_MASKS:
+        import re
+
+        pat = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+        _BYTE_MASKS[key] = np.array([bool(pat.fullmatch(tok.piece(i))) for i in range(tok.vocab_size)], dtype=bool)
+    return _BYTE_MASKS[key]
 
 
 def sample_rows(root: str, n: int, seed: int = 0, split: str = "train") -> list[dict[str, Any]]:

@@ -56,10 +56,10 @@ def write_manifest(root: str, fields: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def check_shard_name(name: Any) -> str:
+def check_shard_name(name: Any, what: str = "shard name") -> str:
     """A shard name is `SPLIT/PREFIX-NNNNN` as the writer makes it: relative, '/'-separated
     plain file names (no '..', '.', empty part, backslash, NUL or drive), so it stays inside
-    the build directory."""
+    the build directory. The tokenizer copies (`tokenizer/NAME`) follow the same rule."""
     ok = isinstance(name, str) and bool(name) and "\x00" not in name and "\\" not in name \
         and not os.path.isabs(name) and not name.startswith("/") and ":" not in name
     if ok:
@@ -67,7 +67,7 @@ def check_shard_name(name: Any) -> str:
         ok = len(parts) <= 2 and all(p and p not in (".", "..") and (os.sep == "/" or os.sep not in p)
                                      for p in parts)
     if not ok:
-        raise ManifestError(f"{MANIFEST}: shard name {name!r} is not a plain file name inside the build directory")
+        raise ManifestError(f"{MANIFEST}: {what} {name!r} is not a plain file name inside the build directory")
     return name
 
 
@@ -127,7 +127,14 @@ def _check_types(m: dict[str, Any], path: str) -> None:
         dt = None
     need(dt in TOKEN_DTYPES, "dtype", "must be uint16 or int32 (the token dtypes Megatron reads)")
     tok = m.get("tokenizer")
-    need(isinstance(tok, dict) and count(tok.get("vocab_size")), "tokenizer", "must be a mapping with vocab_size")
+    need(isinstance(tok, dict) and count(tok.get("vocab_size")) and isinstance(tok.get("sha256"), str),
+         "tokenizer", "must be a mapping with vocab_size and sha256")
+    if "files" in tok:  # the copies inside the build directory (builds before them have none)
+        files = tok["files"]
+        need(isinstance(files, dict) and all(isinstance(v, str) for v in files.values()) and tok.get("file") in files,
+             "tokenizer.files", "must map each copied file (tokenizer.file among them) to its sha256")
+        for rel in files:
+            check_shard_name(rel, "tokenizer file")
     srcs = m.get("sources")
     need(isinstance(srcs, list) and all(isinstance(x, dict) and isinstance(x.get("name"), str) for x in srcs),
          "sources", "must be a list of {name: ...}")

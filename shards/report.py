@@ -221,7 +221,7 @@ def use_cjk_font() -> str | None:
 
 def top_tokens(root: str, k: int = 30, max_rows: int = 4096) -> list[tuple[int, str, int]]:
     """Most frequent token ids over (a sample of) the train rows, excluding padding."""
-    from .tokenizer import Tokenizer
+    from .tokenizer import build_tokenizer
 
     ds = ShardDataset(root)
     counts = np.zeros(ds.tokenizer["vocab_size"], np.int64)
@@ -234,7 +234,7 @@ def top_tokens(root: str, k: int = 30, max_rows: int = 4096) -> list[tuple[int, 
         left -= n
         if left <= 0:
             break
-    tok = Tokenizer(ds.manifest["recipe"]["tokenizer"]["path"])
+    tok = build_tokenizer(root, ds.manifest)  # the build's own copy: works from any directory
     top = np.argsort(-counts)[:k]
     return [(int(i), tok.piece(int(i)), int(counts[i])) for i in top if counts[i]]
 

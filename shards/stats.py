@@ -74,15 +74,14 @@ def byte_piece_mask(tok: Any) -> np.ndarray:
 def sample_rows(root: str, n: int, seed: int = 0, split: str = "train") -> list[dict[str, Any]]:
     """Decode `n` random rows with document boundaries marked (⟦doc⟧ at each document start,
     ⟦cont⟧ where a row begins inside a document, ⟦pad×k⟧ for padding)."""
-    from .tokenizer import Tokenizer
+    from .tokenizer import build_tokenizer
 
     ds = ShardDataset(root)
     shards = ds.shards(split)
     total = sum(len(s) for s in shards)
     if total == 0:
         return []
-    tok_path = ds.manifest["recipe"]["tokenizer"]["path"]
-    tok = Tokenizer(tok_path)
+    tok = build_tokenizer(root, ds.manifest)  # the build's own copy: works from any directory
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(total, size=min(n, total), replace=False))
     starts = np.cumsum([0] + [len(s) for s in shards])

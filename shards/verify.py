@@ -41,6 +41,10 @@ def verify(root: str, check_tokens: bool = True) -> list[Problem]:
         fields = [Problem(mpath, None, f"malformed manifest field ({e!r})")]
     if edited or fields:
         return edited + fields
+    copy = _check_tokenizer_copy(root, ds.manifest)
+    if copy and not is_warning(copy[0]):
+        return copy
+    warnings += copy
     probs = _verify_shards(root, ds, check_tokens)
     return probs + warnings if probs else warnings
 
@@ -48,6 +52,22 @@ def verify(root: str, check_tokens: bool = True) -> list[Problem]:
 def is_warning(p: Problem) -> bool:
     """Warning-level problems (an old manifest without a checksum) do not fail verify."""
     return p.message.startswith("warning: ")
+
+
+def _check_tokenizer_copy(root: str, m: dict) -> list[Problem]:
+    """The tokenizer files the build copied into its directory, against their sha256."""
+    tok = m["tokenizer"]
+    if "files" not in tok:
+        return [Problem(os.path.join(root, "manifest.json"), None, "warning: no copy of the tokenizer in the build "
+                        "directory (built before builds carried one): stats, report and export find it only where "
+                        "the recipe's tokenizer path resolves")]
+    for rel, sha in tok["files"].items():
+        path = os.path.join(root, check_shard_name(rel, "tokenizer file"))
+        if not os.path.isfile(path):
+            return [Problem(path, None, "missing (the build's copy of its tokenizer)")]
+        if sha256_file(path) != sha or (rel == tok["file"] and sha != tok["sha256"]):
+            return [Problem(path, None, "sha256 mismatch (the build's copy of its tokenizer)")]
+    return []
 
 
 def _check_fields(root: str, ds) -> list[Problem]:

@@ -27,8 +27,11 @@ def advise(cfg: TrainConfig, corpus_tokens: int, resumed: bool) -> list[str]:
         notes.append("resuming with --rewarm restarts the lr schedule: on the *same* data this costs loss that "
                      f"later training does not recover (FAQ Q11); only do it when switching data ({DOC}#resume).")
     if 0 < corpus_tokens < 1e9:
+        # a LoRA run is already the lighter option: suggesting --lora-r to it would be noise
+        alt = "supervised fine-tuning may serve better" if cfg.lora_r else \
+            "consider LoRA (--lora-r) or supervised fine-tuning"
         notes.append(f"the corpus has {corpus_tokens / 1e6:.1f}M tokens; CPT pays off from a few billion tokens — "
-                     f"with less, consider LoRA (--lora-r) or supervised fine-tuning ({DOC}#how-much-data).")
+                     f"with less, {alt} ({DOC}#how-much-data).")
     return notes
 
 

@@ -116,6 +116,10 @@ def run(
                                                          f"{rec['tokens_per_s']:,.0f} tokens/s")
 
             res = train(cfg, on_record, progress=False)
+    if res.get("nothing_to_do"):  # a finished run resumed: said once, nothing logged or saved
+        console.print(res["nothing_to_do"])
+        _shutdown(res["engine"])
+        return
     h = res["history"]
     t = Table(title=f"train summary: {res['steps']} steps, {res['tokens_seen']:,} tokens, {res['params']:,} params")
     t.add_column("metric")
@@ -226,10 +230,10 @@ def eval_cmd(
         raise UserError("--max-rows", f"at least 1 (got {max_rows})")
     res = perplexity(model, shards, max_rows)
     t = Table(title=f"perplexity on {shards}")
-    for c in ("source", "tokens", "loss", "ppl"):
+    for c in ("source", "rows", "tokens", "loss", "ppl"):
         t.add_column(c)
     for src, r in res.items():
-        t.add_row(src, f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['ppl']:.2f}")
+        t.add_row(src, f"{r['rows']:,}", f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['ppl']:.2f}")
     console.print(t)
 
 

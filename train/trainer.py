@@ -1,25 +1,35 @@
 """The training loop: DeepSpeed engine over zero-copy shard batches, CPT schedule, exact
-resume, per-source held-out perplexity (general = forgetting, domain = learning)."""
+resume, per-source held-out perplexity (general = forgetting, domain = learning).
+
+Three parts: `build_engine` (process group, model, loader, schedule, optimizer, engine),
+`train_step` (one optimizer step over grad_accum micro-batches) and `evaluate` (the held-out
+loop of train/evaluation.py, the same one `train eval` runs); `train` strings them together
+with logging, resume and checkpoints. The last step of a session is evaluated and saved once;
+a resume with nothing left to train says so and writes nothing; a resume that would run a
+decayed schedule past its end at min lr is refused without --rewarm.
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from shards.cliutil import UserError
 from shards.dataset import ShardDataset
 
+from . import flex
 from .advisor import advise, explain_loss_curve
 from .config import TrainConfig
-from .data import Loader, RowSource
-from . import flex
+from .data import Batch, Loader, RowSource
+from .evaluation import evaluate_sources
 from .model import build_model, count_params, flops_per_token
 from .safe_load import latest_tag, safe_loads
 from .schedule import Schedule, scaled_lr, warmup_steps
@@ -150,35 +160,48 @@ def _doc_kw(cfg: TrainConfig) -> dict[str, bool]:
     return {"reset_positions": mode != "none", "doc_mask": mode == "mask", "flex": mode == "flex"}
 
 
-@torch.no_grad()
-def evaluate(engine: Any, ds: ShardDataset, cfg: TrainConfig, device: torch.device) -> dict[str, float]:
-    """Held-out loss and perplexity per val source (the first eval_rows rows, always the same)."""
+def evaluate(engine: Any, ds: ShardDataset, cfg: TrainConfig, device: torch.device,
+             vocab: int | None = None) -> dict[str, float]:
+    """Held-out loss and perplexity per val source: every one of the first eval_rows rows,
+    always the same ones (train/evaluation.py, the loop `train eval` runs too)."""
     engine.eval()
+    try:
+        res = evaluate_sources(lambda b: forward(engine, b, vocab, cfg.shards).loss, ds, cfg.eval_rows,
+                               cfg.micro_batch, device, **_doc_kw(cfg))
+    finally:
+        engine.train()
     out: dict[str, float] = {}
-    for src in ds.sources:
-        rs = RowSource(ds, "val", [src])
-        n = min(cfg.eval_rows, rs.n_rows)
-        if n == 0:
-            continue
-        mb = min(cfg.micro_batch, n)
-        loader = Loader(rs, mb, 0, device=device, shuffle=False, **_doc_kw(cfg))
-        tot_loss, tot_tok = 0.0, 0
-        for a in range(0, n - n % mb, mb):
-            b = loader.load(np.arange(a, a + mb))
-            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
-                         attention_mask=b.attention_mask, use_cache=False)
-            ntok = int((b.labels[:, 1:] != -100).sum())
-            tot_loss += float(res.loss) * ntok
-            tot_tok += ntok
-        if tot_tok:
-            out[f"val_loss/{src}"] = tot_loss / tot_tok
-            out[f"val_ppl/{src}"] = math.exp(min(tot_loss / tot_tok, 50))
-    engine.train()
+    for src, r in res.items():
+        out[f"val_loss/{src}"] = r["loss"]
+        out[f"val_ppl/{src}"] = r["ppl"]
     return out
 
 
-def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the final summary (losses, lrs, evals)."""
+@dataclass
+class Setup:
+    """What `build_engine` makes: the DeepSpeed engine and what the loop needs beside it."""
+
+    engine: Any
+    model: torch.nn.Module
+    ds: ShardDataset
+    loader: Loader
+    schedule: Schedule
+    dsc: dict[str, Any]
+    lr: float
+    precision: str
+    rank: int
+    world: int
+    device: torch.device
+    vocab: int  # rows of the model's input embedding: a larger token id is refused, not looked up
+    params: int
+    params_no_embedding: int
+    flops_per_token: float
+    global_batch: int  # rows per optimizer step, all ranks
+
+
+def build_engine(cfg: TrainConfig) -> Setup:
+    """Process group, seeds, model (preset or local directory, LoRA), train loader, schedule,
+    optimizer and the DeepSpeed engine: everything before the first step."""
     import deepspeed
 
     rank, world, device = setup_distributed()
@@ -204,6 +227,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
 
         model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  target_modules=cfg.lora_targets, task_type="CAUSAL_LM"))
+    vocab = int(model.get_input_embeddings().num_embeddings)  # before ZeRO-3 partitions the weight
     n_all, n_noemb = count_params(model)
     mc = model.config
     fpt = flops_per_token(n_noemb, mc.num_hidden_layers, mc.hidden_size, ds.seq_len)
@@ -235,78 +259,124 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
                                                  lr_scheduler=sched_fn)
     if cfg.compile:
         engine.compile()
+    return Setup(engine, model, ds, loader, schedule, dsc, lr, precision, rank, world, device, vocab, n_all,
+                 n_noemb, fpt, global_batch)
 
+
+def forward(engine: Any, b: Batch, vocab: int | None, where: str) -> Any:
+    """The model on one batch; a token id the embedding lacks is a one-line user error (on a GPU
+    the lookup would be a device-side assert, on the CPU an IndexError deep in torch)."""
+    if vocab is not None and b.max_id >= vocab:
+        raise UserError(where, f"token id {b.max_id} in the shard rows is outside the model's vocabulary of "
+                               f"{vocab:,} ids: the shards were built with another tokenizer or are damaged "
+                               "(`corpus verify` checks every id)")
+    return engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
+                  attention_mask=b.attention_mask, use_cache=False)
+
+
+def train_step(s: Setup, cfg: TrainConfig, loss_acc: torch.Tensor, want_grad_norm: bool = False
+               ) -> tuple[int, float | None]:
+    """One optimizer step: grad_accum micro-batches forward and backward (DeepSpeed updates at
+    the accumulation boundary). Each micro-batch loss is added to `loss_acc` on the device (no
+    host sync here); returns this rank's real tokens and, on ZeRO-0 when asked, the grad norm."""
+    tokens, gnorm = 0, None
+    for micro in range(cfg.grad_accum):
+        b = s.loader.next()
+        res = forward(s.engine, b, s.vocab, cfg.shards)
+        s.engine.backward(res.loss)
+        if want_grad_norm and micro == cfg.grad_accum - 1 and cfg.zero_stage == 0:
+            gnorm = _local_grad_norm(s.model)  # ZeRO-0 keeps no global norm; grads are whole here
+        s.engine.step()
+        loss_acc += res.loss.detach().float()
+        tokens += b.tokens
+    return tokens, gnorm
+
+
+def _resume(s: Setup, cfg: TrainConfig, ckpt_dir: str) -> tuple[int, int, bool, list[dict[str, Any]]]:
+    """(start step, tokens seen, resumed, events to log) from the latest checkpoint with --resume.
+    Refuses to continue a decaying schedule past its end (it would train at min lr, silently)."""
+    if not cfg.resume:
+        return 0, 0, False, []
+    if not os.path.exists(os.path.join(ckpt_dir, "latest")):
+        return 0, 0, False, [{"kind": "event", "step": 0, "event": "no_checkpoint",
+                              "message": f"nothing to resume in {ckpt_dir}"}]
+    # DeepSpeed unpickles with weights_only=False; under safe_loads nothing in a planted file runs
+    tag = latest_tag(ckpt_dir)
+    with safe_loads():
+        _, client = s.engine.load_checkpoint(ckpt_dir, tag=tag, load_lr_scheduler_states=not cfg.rewarm)
+    s.loader.restore(client["data"])
+    tokens_seen = int(client["tokens_seen"])
+    if cfg.rewarm:
+        return 0, tokens_seen, True, [{"kind": "event", "step": int(client["step"]), "event": "rewarm",
+                                       "message": "lr schedule restarted from step 0 (--rewarm)"}]
+    start = int(client["step"])
+    _restore_rng(client["rng"])
+    saved = client.get("schedule") or {}
+    if start < cfg.steps and saved.get("kind", "constant") != "constant" and cfg.steps > saved.get("total", cfg.steps):
+        # the LambdaLR state restored above holds the checkpoint's Schedule: past its total it
+        # returns min_lr_ratio for every further step
+        raise UserError("--steps", f"the checkpoint's {saved['kind']} schedule decays to its minimum lr "
+                                   f"({saved.get('min_lr_ratio')} x) at step {saved['total']}; --steps {cfg.steps} would "
+                                   f"train steps {max(start, saved['total']) + 1}-{cfg.steps} at that minimum: pass "
+                                   f"--rewarm to restart the schedule over --steps, or --steps {saved['total']}")
+    events = []
+    if saved != s.schedule.describe():
+        events.append({"kind": "event", "step": start, "event": "schedule_kept",
+                       "message": f"the checkpoint's schedule {saved} continues; pass --rewarm to restart it"})
+    return start, tokens_seen, True, events
+
+
+def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a training run; returns the final summary (losses, lrs, evals). A resume
+    with no step left to train returns `nothing_to_do` (a message) and writes nothing."""
+    s = build_engine(cfg)
+    engine, ds, loader, world = s.engine, s.ds, s.loader, s.world
     os.makedirs(cfg.out, exist_ok=True)
     ckpt_dir = os.path.join(cfg.out, "checkpoints")
-    log = MetricsLog(cfg.out, cfg, rank == 0)
-    start_step, tokens_seen = 0, 0
-    resumed = False
-    if cfg.resume and os.path.exists(os.path.join(ckpt_dir, "latest")):
-        # DeepSpeed unpickles with weights_only=False; under safe_loads nothing in a planted file runs
-        tag = latest_tag(ckpt_dir)
-        with safe_loads():
-            _, client = engine.load_checkpoint(ckpt_dir, tag=tag, load_lr_scheduler_states=not cfg.rewarm)
-        loader.restore(client["data"])
-        tokens_seen = int(client["tokens_seen"])
-        resumed = True
-        if cfg.rewarm:
-            log.log({"kind": "event", "step": int(client["step"]), "event": "rewarm",
-                     "message": "lr schedule restarted from step 0 (--rewarm)"})
-        else:
-            start_step = int(client["step"])
-            _restore_rng(client["rng"])
-            if client.get("schedule") != schedule.describe():
-                log.log({"kind": "event", "step": start_step, "event": "schedule_kept",
-                         "message": f"the checkpoint's schedule {client.get('schedule')} continues; "
-                                    "pass --rewarm to restart it"})
-    elif cfg.resume:
-        log.log({"kind": "event", "step": 0, "event": "no_checkpoint", "message": f"nothing to resume in {ckpt_dir}"})
+    start_step, tokens_seen, resumed, events = _resume(s, cfg, ckpt_dir)
+    history: dict[str, list] = {"loss": [], "lr": [], "eval": []}
+    if resumed and start_step >= cfg.steps:
+        return {"steps": start_step, "tokens_seen": tokens_seen, "history": history, "advice": [],
+                "params": s.params, "checkpoint": ckpt_dir, "engine": engine,
+                "nothing_to_do": f"nothing to do: the checkpoint in {ckpt_dir} is at step {start_step} and --steps "
+                                 f"is {cfg.steps} (give a larger --steps to train further)"}
+    log = MetricsLog(cfg.out, cfg, s.rank == 0)
+    for e in events:
+        log.log(e)
 
-    corpus_tokens = ds.manifest["splits"]["train"]["tokens"]
-    notes = advise(cfg, corpus_tokens, resumed)
-    if rank == 0:
+    notes = advise(cfg, ds.manifest["splits"]["train"]["tokens"], resumed)
+    if s.rank == 0:
         for n in notes:
             log.log({"kind": "advice", "step": start_step, "message": n})
         with open(os.path.join(cfg.out, "run.json"), "w") as f:
-            json.dump({"config": cfg.model_dump(), "ds_config": dsc, "params": n_all, "params_no_embedding": n_noemb,
-                       "flops_per_token": fpt, "tokenizer": tok, "seq_len": ds.seq_len, "precision": precision,
-                       "world_size": world, "global_batch_rows": global_batch, "lr": lr, "advice": notes}, f, indent=1)
+            json.dump({"config": cfg.model_dump(), "ds_config": s.dsc, "params": s.params,
+                       "params_no_embedding": s.params_no_embedding, "flops_per_token": s.flops_per_token,
+                       "tokenizer": ds.tokenizer, "seq_len": ds.seq_len, "precision": s.precision,
+                       "world_size": world, "global_batch_rows": s.global_batch, "lr": s.lr, "advice": notes},
+                      f, indent=1)
 
-    peak = peak_flops(device, cfg)
-    tokens_per_step = global_batch * ds.seq_len
-    history: dict[str, list] = {"loss": [], "lr": [], "eval": []}
-    bar = _progress(cfg.steps - start_step) if (progress and rank == 0) else None
-    loss_acc = torch.zeros((), device=device)
-    real_acc = 0
+    peak = peak_flops(s.device, cfg)
+    fpt = s.flops_per_token
+    tokens_per_step = s.global_batch * ds.seq_len
+    bar = _progress(cfg.steps - start_step) if (progress and s.rank == 0) else None
+    loss_acc = torch.zeros((), device=s.device)
     t_last, steps_since = time.perf_counter(), 0
     engine.train()
-    step = start_step
     end_step = cfg.steps if cfg.stop_after is None else min(cfg.steps, start_step + cfg.stop_after)
     for step in range(start_step, end_step):
-        log_now = (step + 1) % cfg.log_interval == 0 or step + 1 == end_step
-        gnorm = None
-        for micro in range(cfg.grad_accum):
-            b = loader.next()
-            res = engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
-                         attention_mask=b.attention_mask, use_cache=False)
-            engine.backward(res.loss)
-            if log_now and micro == cfg.grad_accum - 1 and cfg.zero_stage == 0:
-                gnorm = _local_grad_norm(model)  # ZeRO-0 keeps no global norm; grads are whole here
-            engine.step()
-            loss_acc += res.loss.detach().float()
-            real_acc += b.tokens
-        tokens_seen += real_acc * world
-        real_acc = 0
-        steps_since += 1
         done = step + 1
-        if done % cfg.log_interval == 0 or done == end_step:
+        log_now = done % cfg.log_interval == 0 or done == end_step
+        tokens, gnorm = train_step(s, cfg, loss_acc, want_grad_norm=log_now)
+        tokens_seen += tokens * world
+        steps_since += 1
+        if log_now:
             loss = float(loss_acc) / (cfg.grad_accum * steps_since)  # the one host sync per log interval
             loss_acc.zero_()
             dt = time.perf_counter() - t_last
             tps = tokens_per_step * steps_since / dt
             rec = {"kind": "train", "step": done, "loss": loss, "lr": float(engine.get_lr()[0]),
-                   "grad_norm": gnorm if gnorm is not None else _grad_norm(engine), "tokens_seen": tokens_seen, "tokens_per_s": tps,
-                   "tflops_per_device": fpt * tps / world / 1e12}
+                   "grad_norm": gnorm if gnorm is not None else _grad_norm(engine), "tokens_seen": tokens_seen,
+                   "tokens_per_s": tps, "tflops_per_device": fpt * tps / world / 1e12}
             if peak:
                 rec["mfu"] = fpt * tps / world / peak
             history["loss"].append((done, loss))
@@ -315,32 +385,33 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
             if on_record:
                 on_record(rec)
             t_last, steps_since = time.perf_counter(), 0
-        if cfg.eval_interval and done % cfg.eval_interval == 0 and done != cfg.steps:
-            ev = {"kind": "eval", "step": done, **evaluate(engine, ds, cfg, device)}
+        # the last step of this session (end of run or --stop-after) is evaluated and saved once,
+        # after the loop
+        if done != end_step and cfg.eval_interval and done % cfg.eval_interval == 0:
+            ev = {"kind": "eval", "step": done, **evaluate(engine, ds, cfg, s.device, s.vocab)}
             history["eval"].append(ev)
             log.log(ev)
             t_last = time.perf_counter()
-        if cfg.save_interval and done % cfg.save_interval == 0 and done != cfg.steps:
-            _save(engine, ckpt_dir, done, loader, tokens_seen, schedule)
+        if done != end_step and cfg.save_interval and done % cfg.save_interval == 0:
+            _save(engine, ckpt_dir, done, loader, tokens_seen, s.schedule)
         if bar:
             bar[0].update(bar[1], advance=1, description=f"step {done} loss {history['loss'][-1][1]:.3f}"
                           if history["loss"] else f"step {done}")
     if bar:
         bar[0].stop()
-    final_step = max(end_step, start_step)
-    ev = {"kind": "eval", "step": final_step, **evaluate(engine, ds, cfg, device)}
+    ev = {"kind": "eval", "step": end_step, **evaluate(engine, ds, cfg, s.device, s.vocab)}
     history["eval"].append(ev)
     log.log(ev)
-    _save(engine, ckpt_dir, final_step, loader, tokens_seen, schedule)
+    _save(engine, ckpt_dir, end_step, loader, tokens_seen, s.schedule)
     expl = explain_loss_curve(history["loss"])
     if expl:
-        log.log({"kind": "advice", "step": final_step, "message": expl})
-    if rank == 0:
-        _write_hf_meta(cfg.out, model, tok)
+        log.log({"kind": "advice", "step": end_step, "message": expl})
+    if s.rank == 0:
+        _write_hf_meta(cfg.out, s.model, ds.tokenizer)
     log.close()
-    result = {"steps": final_step, "tokens_seen": tokens_seen, "history": history, "advice": notes + ([expl] if expl else []),
-              "params": n_all, "checkpoint": ckpt_dir, "engine": engine}
-    return result
+    return {"steps": end_step, "tokens_seen": tokens_seen, "history": history,
+            "advice": notes + ([expl] if expl else []), "params": s.params, "checkpoint": ckpt_dir,
+            "engine": engine}
 
 
 def _grad_norm(engine: Any) -> float | None:

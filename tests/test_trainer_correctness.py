@@ -107,7 +107,7 @@ def test_token_ids_outside_the_model_vocabulary_are_a_one_line_error(small_build
     bad = tmp_path / "bad_build"
     shutil.copytree(src, bad, ignore=shutil.ignore_patterns(".work", ".lock"))
     ds = ShardDataset(str(bad))
-    for e in ds.entries("train"):  # one id beyond the 32,000 of the LLaMA vocabulary in every row
+    for e in ds.entries("train") + ds.entries("val"):  # an id beyond the LLaMA vocabulary in every row
         rows = np.memmap(bad / (e["name"] + ".bin"), dtype=ds.dtype, mode="r+").reshape(-1, ds.seq_len)
         rows[:, 3] = 40000
         rows.flush()
@@ -115,3 +115,12 @@ def test_token_ids_outside_the_model_vocabulary_are_a_one_line_error(small_build
     with pytest.raises(UserError, match="token id 40000") as e:
         _run(_cfg(small_build, tmp_path / "run", shards=str(bad)))
     assert "32,000" in str(e.value) and "\n" not in str(e.value)
+    # `train eval` of a model directory on those shards: the same one-line error
+    from train.export import perplexity, write_tokenizer
+    from train.model import build_model
+
+    hf = tmp_path / "hf"
+    build_model("tiny", ds.tokenizer, ds.seq_len).save_pretrained(hf)
+    write_tokenizer(str(src), str(hf))
+    with pytest.raises(UserError, match="token id 40000 .* vocabulary of 32,000"):
+        perplexity(str(hf), str(bad), max_rows=2)

@@ -17,9 +17,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from shards.cliutil import UserError
 from shards.dataset import ShardDataset
 
 from .data import Batch, Loader, RowSource
+
+
+def check_vocab(b: Batch, vocab: int | None, where: str) -> None:
+    """Refuse a batch with an id the embedding lacks before the lookup: on a GPU that lookup is a
+    device-side assert (the process is lost), on the CPU an IndexError deep inside torch."""
+    if vocab is not None and b.max_id >= vocab:
+        raise UserError(where, f"token id {b.max_id} in the shard rows is outside the model's vocabulary of "
+                               f"{vocab:,} ids: the shards were built with another tokenizer or are damaged "
+                               "(`corpus verify` checks every id)")
 
 
 @torch.no_grad()

@@ -152,7 +152,15 @@ def write_tokenizer(shards: str, out: str, tok: dict[str, Any] | None = None) ->
     path = tokenizer_file(shards, manifest, tok)
     framing = manifest.get("recipe", {}).get("tokenizer") or {}
     add_bos = bool(framing.get("add_bos", True)) and tok["bos_id"] >= 0
-    if path.endswith(".json"):
+    if tok.get("kind") == "tekken":
+        # Tekken has no Hugging Face file of its own: the converted tokenizer.json gives the ids
+        # the build encoded with mistral-common (tests/test_32bit.py); control tokens never from text
+        from shards.tokenizer import tekken_to_tokenizer_json
+
+        names = tekken_to_tokenizer_json(path, os.path.join(out, "tokenizer.json"), tok["bos_id"] if add_bos else None)
+        names = {k: v for k, v in names.items() if k != "pad" or tok["pad_id"] >= 0}
+        cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast", "split_special_tokens": True}
+    elif path.endswith(".json"):
         # the build encoded with this very file (add_special_tokens=False): its normalizer and
         # added tokens are what the shards hold
         from tokenizers import Tokenizer as HFTokenizer
@@ -160,7 +168,7 @@ def write_tokenizer(shards: str, out: str, tok: dict[str, Any] | None = None) ->
         shutil.copyfile(path, os.path.join(out, "tokenizer.json"))
         hf = HFTokenizer.from_file(path)
         names = {k: hf.id_to_token(tok[f"{k}_id"]) for k in ("bos", "eos", "pad") if tok[f"{k}_id"] >= 0}
-        cfg: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast"}
+        cfg = {"tokenizer_class": "PreTrainedTokenizerFast"}
     else:
         import sentencepiece as spm
 
@@ -228,8 +236,13 @@ def perplexity(model_dir: str, shards: str, max_rows: int = 256, batch: int = 4)
     `max_rows` rows of each source (the loop `train run` evaluates with, train/evaluation.py)."""
     from shards.dataset import ShardDataset
 
-    from .evaluation import evaluate_sources
+    from .evaluation import check_vocab, evaluate_sources
 
     model, _ = load(model_dir)
-    return evaluate_sources(lambda b: model(input_ids=b.input_ids, labels=b.labels).loss, ShardDataset(shards),
-                            max_rows, batch)
+    vocab = int(model.get_input_embeddings().num_embeddings)
+
+    def forward(b):
+        check_vocab(b, vocab, shards)
+        return model(input_ids=b.input_ids, labels=b.labels).loss
+
+    return evaluate_sources(forward, ShardDataset(shards), max_rows, batch)

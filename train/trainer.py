@@ -29,7 +29,7 @@ from . import flex
 from .advisor import advise, explain_loss_curve
 from .config import TrainConfig
 from .data import Batch, Loader, RowSource
-from .evaluation import evaluate_sources
+from .evaluation import check_vocab, evaluate_sources
 from .model import build_model, count_params, flops_per_token
 from .safe_load import latest_tag, safe_loads
 from .schedule import Schedule, scaled_lr, warmup_steps
@@ -264,12 +264,8 @@ def build_engine(cfg: TrainConfig) -> Setup:
 
 
 def forward(engine: Any, b: Batch, vocab: int | None, where: str) -> Any:
-    """The model on one batch; a token id the embedding lacks is a one-line user error (on a GPU
-    the lookup would be a device-side assert, on the CPU an IndexError deep in torch)."""
-    if vocab is not None and b.max_id >= vocab:
-        raise UserError(where, f"token id {b.max_id} in the shard rows is outside the model's vocabulary of "
-                               f"{vocab:,} ids: the shards were built with another tokenizer or are damaged "
-                               "(`corpus verify` checks every id)")
+    """The model on one batch; a token id the embedding lacks is a one-line user error."""
+    check_vocab(b, vocab, where)
     return engine(input_ids=b.input_ids, labels=b.labels, position_ids=b.position_ids,
                   attention_mask=b.attention_mask, use_cache=False)
 

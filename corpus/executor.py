@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
+
+
+class WorkerDied(Exception):
+    """A local worker process ended without returning its unit (a user-facing, resumable error)."""
 
 
 class Executor(Protocol):
@@ -29,9 +35,21 @@ class LocalExecutor:
             for it in items:
                 yield fn(it)
             return
+        # concurrent.futures, not multiprocessing.Pool: when a Pool worker dies (OOM killer,
+        # kill -9, a crash in native code) Pool starts a new one and the lost task is never
+        # reported, so the build waits forever; ProcessPoolExecutor fails the pending futures
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(self.workers, len(items))) as pool:
-            yield from pool.imap_unordered(fn, items, chunksize=1)
+        with ProcessPoolExecutor(min(self.workers, len(items)), mp_context=ctx) as pool:
+            futures = [pool.submit(fn, it) for it in items]
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BrokenProcessPool:
+                for f in futures:
+                    f.cancel()
+                raise WorkerDied("a worker process died (killed, or out of memory?); the units it "
+                                 "finished are kept: run the same command again to continue, with "
+                                 "fewer --workers if memory ran out") from None
 
 
 def run_all(executor: Executor, fn: Callable[[Any], Any], items: Iterable[Any],

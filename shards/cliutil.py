@@ -39,7 +39,8 @@ except ImportError:  # pragma: no cover
 USER_ERRORS = (("corpus.build", "BuildError"), ("corpus.readers", "ReadError"),
                ("shards.format", "ShardFormatError"), ("shards.format", "DiskFullError"),
                ("train.model", "TokenizerMismatch"), ("corpus.recipe", "RecipeError"),
-               ("train.safe_load", "CheckpointError"), ("train.flex", "FlexUnavailable"))
+               ("train.safe_load", "CheckpointError"), ("train.flex", "FlexUnavailable"),
+               ("corpus.executor", "WorkerDied"))
 
 PIPE_WIDTH = 200  # columns of a console that is not a terminal (tables are only as wide as they need)
 

@@ -41,8 +41,11 @@ def test_flagdata_casino_spam_pages_are_removed_as_spam(shared):
 
 def test_oscar_spam_lines_are_removed(shared):
     n, kept, drops, ch = run_chain(shared / "general/oscar_zh", txt_mode="paragraph")
-    assert drops.get("spam:spam_keywords") == 2  # the link-list/lottery document of both variants
-    assert all("彩" in s["text"] for s in ch.samples["spam:spam_keywords"])
+    # both documents of both variants: the lottery link list, and the company profile with a porn
+    # search phrase injected mid-sentence (injected spam drops the page: the labelling guideline)
+    assert drops.get("spam:spam_keywords") == 4 and kept == 0
+    texts = [s["text"] for s in ch.samples["spam:spam_keywords"]]
+    assert sum("彩" in t for t in texts) == 2 and sum("一级a" in t for t in texts) == 2
 
 
 @pytest.mark.parametrize("rel,kw,floor", [
@@ -92,7 +95,7 @@ def test_line_corrections_remove_boilerplate_or_drop():
     out = lc.apply(Document("a", body + "\n扫码关注微信公众号\n上一篇：回顾\n1.2K likes", "x"))
     assert isinstance(out, Document) and "扫码关注" not in out.text and out.metadata["boilerplate_lines_removed"] == 3
     out = lc.apply(Document("b", "首页\n登录\n注册\n点击查看更多\n短文一句。", "x"))
-    assert isinstance(out, Drop) and out.reason == "too_much_boilerplate" and out.lines
+    assert isinstance(out, Drop) and out.reason == "no_content" and out.lines == [0, 1, 2, 3]
 
 
 def test_gbk_wrap_artefact_and_mojibake(shared):
@@ -124,7 +127,7 @@ def test_build_writes_rejected_samples_per_reason(shared, tmp_path):
         "tokenizer": {"path": str(LLAMA_TOKENIZER)}, "packing": {"seq_len": 256}})
     res = build(r, str(tmp_path))
     files = os.listdir(tmp_path / "rejected")
-    assert "spam__spam_keywords.jsonl" in files and "line_corrections__too_much_boilerplate.jsonl" in files
+    assert "spam__spam_keywords.jsonl" in files
     row = json.loads(open(tmp_path / "rejected" / "spam__spam_keywords.jsonl", encoding="utf-8").readline())
     assert row["lines"] and row["reason"] == "spam:spam_keywords"
     funnel = {r["stage"] for r in res.report["funnel"]["web_zh"]}

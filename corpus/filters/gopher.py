@@ -16,14 +16,20 @@ from .text import ALPHA, EN_STOP_WORDS, SYMBOL, ZH_STOP_WORDS, is_cjk, split_wor
 
 _PARA = re.compile(r"\n{2,}")
 _LINES = re.compile(r"\n+")
+_HAS_WORD = re.compile(r"[^\W_]")
 
 
 def count_duplicates(items: list[str]) -> tuple[int, int]:
-    """(duplicate elements, characters in duplicate elements) beyond first occurrences."""
+    """(duplicate elements, characters in duplicate elements) beyond first occurrences.
+
+    A repeated element without a letter or digit (a `————` or `* * *` separator, a blank
+    paragraph) is layout, not repeated content: it is not counted."""
     seen: set[str] = set()
     n = chars = 0
     for x in items:
         if x in seen:
+            if _HAS_WORD.search(x) is None:
+                continue
             n += 1
             chars += len(x)
         else:
@@ -33,7 +39,15 @@ def count_duplicates(items: list[str]) -> tuple[int, int]:
 
 @register
 class GopherRepetition(Stage):
-    """Drop documents dominated by repeated lines, paragraphs or n-grams."""
+    """Drop documents dominated by repeated lines, paragraphs or n-grams.
+
+    Space-separated text follows datatrove's GopherRepetitionFilter. CJK text (>= 30% CJK
+    characters) has no spaces: its "words" are characters, a word n-gram becomes a character
+    n-gram of `n * cjk_chars_per_word` characters, punctuation and separator runs (`————`,
+    `++++`) are not words, and the thresholds are FineWeb-2's for Mandarin (`cmn_Hani`), the
+    published per-language tuning of the same rules. A CJK text shorter than
+    `cjk_min_ngram_chars` is not judged by n-grams at all: in a one-sentence answer a single
+    phrase is a large share of the text without being repeated."""
 
     name = "gopher_repetition"
 
@@ -44,14 +58,23 @@ class GopherRepetition(Stage):
         dup_para_char_frac: float = 0.2
         top_n_grams: list[tuple[int, float]] = [(2, 0.2), (3, 0.18), (4, 0.16)]
         dup_n_grams: list[tuple[int, float]] = [(5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10)]
-        # CJK: a word n-gram becomes a character n-gram of n * cjk_chars_per_word characters
-        # (Chinese words average ~1.7 characters; 4 keeps the repetitive but legitimate phrasing of laws, measured in docs/filters.md), joined without spaces
-        cjk_chars_per_word: int = 4
+        # FineWeb-2 configs/cmn_Hani.yml (huggingface/fineweb-2): thresholds tuned for Mandarin
+        cjk_dup_line_frac: float = 0.287
+        cjk_top_n_grams: list[tuple[int, float]] = [(2, 0.256), (3, 0.201), (4, 0.171)]
+        cjk_dup_n_grams: list[tuple[int, float]] = [(5, 0.198), (6, 0.182), (7, 0.167), (8, 0.154), (9, 0.14),
+                                                    (10, 0.127)]
+        # FineWeb-2 counts segmented Chinese words (~1.5-1.7 characters); we count characters, so a
+        # word n-gram is n * this many characters (docs/filters.md: law and Q&A keep rates per value)
+        cjk_chars_per_word: int = 3
+        # below this many non-punctuation CJK-text tokens the n-gram rules do not apply (a 40-character
+        # Zhihu answer's one 8-character 4-gram is 20% of it); measured on the dev set, docs/filters.md
+        cjk_min_ngram_chars: int = 150
 
     def apply(self, doc: Document) -> Document | Drop:
         p, text = self.p, doc.text
         if not text:
             return doc
+        cjk = is_cjk(text)
         paras = _PARA.split(text.strip())
         nd, cd = count_duplicates(paras)
         if nd / len(paras) > p.dup_para_frac:
@@ -60,18 +83,24 @@ class GopherRepetition(Stage):
             return Drop("dup_para_char_frac", f"{cd}/{len(text)}")
         lines = _LINES.split(text)
         nd, cd = count_duplicates(lines)
-        if nd / len(lines) > p.dup_line_frac:
+        if nd / len(lines) > (p.cjk_dup_line_frac if cjk else p.dup_line_frac):
             return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(lines))
         if cd / len(text) > p.dup_line_char_frac:
             return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(lines))
         words = split_words(text)
-        k, sep = (p.cjk_chars_per_word, 0) if is_cjk(text) else (1, 1)
+        if cjk:
+            words = list(itertools.compress(words, map(operator.not_, map(SYMBOL.__getitem__, words))))
+            if len(words) < p.cjk_min_ngram_chars:
+                return doc
+            k, sep, top, dup = p.cjk_chars_per_word, 0, p.cjk_top_n_grams, p.cjk_dup_n_grams
+        else:
+            k, sep, top, dup = 1, 1, p.top_n_grams, p.dup_n_grams
         h, lens = word_arrays(words)
-        for n, frac in p.top_n_grams:
+        for n, frac in top:
             c = top_ngram_chars(h, lens, n * k, sep)
             if c / len(text) > frac:
                 return Drop(f"top_{n}_gram", f"{c}/{len(text)}")
-        for n, frac in p.dup_n_grams:
+        for n, frac in dup:
             c = dup_ngram_chars(h, lens, n * k)
             if c / len(text) > frac:
                 return Drop(f"duplicated_{n}_n_grams", f"{c}/{len(text)}")
@@ -90,15 +119,22 @@ def _dup_line_numbers(lines: list[str]) -> list[int]:
 
 @register
 class GopherQuality(Stage):
-    """Gopher quality rules. For CJK documents: word counts use per-character words, the mean
-    word length rule is skipped (a CJK 'word' is one character by construction), and the stop
-    words are Chinese function words."""
+    """Gopher quality rules. For CJK documents: word counts use per-character words with their own
+    length bounds (a one-line Q&A answer of 20 characters is a whole reply; a 120k-character
+    textbook is one document), the mean word length rule is skipped (a CJK 'word' is one
+    character by construction), the alphabetic-word floor is FineWeb-2's Mandarin value, and
+    the stop words are Chinese function words."""
 
     name = "gopher_quality"
 
     class Params(StageParams):
         min_doc_words: int = 50
         max_doc_words: int = 100_000
+        # CJK documents count characters: 20 is a one-sentence answer (the dev set labels those
+        # keep); 300,000 = Gopher's 100,000 words at gopher_repetition's 3 characters per word
+        cjk_min_doc_words: int = 20
+        cjk_max_doc_words: int = 300_000
+        cjk_min_alpha_words_ratio: float = 0.735  # FineWeb-2 configs/cmn_Hani.yml max_non_alpha_words_ratio
         min_avg_word_length: float = 3
         max_avg_word_length: float = 10
         max_symbol_word_ratio: float = 0.1
@@ -119,9 +155,9 @@ class GopherQuality(Stage):
         n_words = len(words)
         non_symbol = list(itertools.compress(words, map(operator.not_, map(SYMBOL.__getitem__, words))))
         n = len(non_symbol)
-        if n < p.min_doc_words:
+        if n < (p.cjk_min_doc_words if cjk else p.min_doc_words):
             return Drop("gopher_short_doc", f"{n} words")
-        if n > p.max_doc_words:
+        if n > (p.cjk_max_doc_words if cjk else p.max_doc_words):
             return Drop("gopher_long_doc", f"{n} words")
         if not cjk:
             avg = sum(map(len, non_symbol)) / n
@@ -144,7 +180,7 @@ class GopherQuality(Stage):
         # punctuation tokens are not words here (they are in the symbol rules above)
         pool = words if p.alpha_ratio_over_all_tokens else non_symbol
         alpha = sum(map(ALPHA.__getitem__, pool))
-        if alpha / len(pool) < p.max_non_alpha_words_ratio:
+        if alpha / len(pool) < (p.cjk_min_alpha_words_ratio if cjk else p.max_non_alpha_words_ratio):
             return Drop("gopher_below_alpha_threshold", f"{alpha}/{len(pool)}")
         stops = set(p.stop_words) if p.stop_words else (ZH_STOP_WORDS if cjk else EN_STOP_WORDS)
         if len(stops.intersection(words)) < p.min_stop_words:  # distinct stop words

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
-from .text import cjk_ratio
+from .text import chinese_ratio
 
 
 def lid_model_path() -> str:
@@ -52,7 +52,8 @@ class LanguageFilter(Stage):
 
     Mixed Chinese/English documents: when the document-level label misses, a character-weighted
     vote over lines decides, so a Chinese article with English terms or an English abstract is
-    not dropped for them; a CJK share over `cjk_keep_ratio` keeps a document when zh is wanted.
+    not dropped for them; a Han share over `cjk_keep_ratio` keeps a document when zh is wanted,
+    unless the document writes kana or hangul (Japanese, Korean: `text.chinese_ratio`).
     """
 
     name = "language"
@@ -78,7 +79,8 @@ class LanguageFilter(Stage):
         doc.metadata["language"], doc.metadata["language_score"] = lang, round(score, 4)
         if lang in langs and score >= p.threshold:
             return doc
-        if "zh" in langs and cjk_ratio(doc.text[:20000]) >= p.cjk_keep_ratio:
+        # kana and hangul are not Chinese: a Japanese or Korean page is never rescued as zh
+        if "zh" in langs and chinese_ratio(doc.text[:20000]) >= p.cjk_keep_ratio:
             return doc
         # line vote: characters in lines whose language is wanted
         lines = [l for l in doc.text.split("\n") if len(l.strip()) >= 20][:200]

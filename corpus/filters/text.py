@@ -79,6 +79,23 @@ def cjk_ratio(text: str) -> float:
     return sum(map(len, _CJK_RUN.findall(text))) / n if n > 0 else 0.0  # runs: 4x fewer objects
 
 
+_HAN_RUN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_KANA_HANGUL = re.compile("[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
+
+
+def chinese_ratio(text: str) -> float:
+    """Share of non-space characters that are Han, or 0 when the text writes kana or hangul:
+    Japanese and Korean also use Han characters, but only they use kana and hangul, and a few
+    per hundred Han characters settle it (a Chinese page quoting one Japanese word stays Chinese)."""
+    n = len(text) - text.count(" ") - text.count("\n")
+    if n <= 0:
+        return 0.0
+    han = sum(map(len, _HAN_RUN.findall(text)))
+    if len(_KANA_HANGUL.findall(text)) > max(2, 0.05 * han):
+        return 0.0
+    return han / n
+
+
 def is_cjk(text: str, threshold: float = 0.3) -> bool:
     # sample long documents: the ratio of the first 20k characters decides
     return cjk_ratio(text[:20000]) >= threshold

@@ -105,3 +105,35 @@ def test_unsafe_shard_names_refused_everywhere(copy, tmp_path, name):
         with pytest.raises(ManifestError, match="not a plain file name") as ei:
             fn()
         assert isinstance(ei.value, ValueError) and "\n" not in str(ei.value)
+
+
+def test_int32_for_a_small_vocabulary_is_named(copy):
+    """A valid token dtype that is not the one the vocabulary gets (Megatron's rule) is a dtype problem."""
+    m = _load(copy)
+    m["dtype"] = "int32"
+    _save(copy, m)
+    probs = verify(str(copy))
+    assert probs and any("dtype" in str(p) and "int32" in str(p) for p in probs), [str(p) for p in probs]
+
+
+def test_tokenizer_copy_is_checked(copy):
+    """The tokenizer the build carries: a changed byte or a missing copy names the file; a file
+    name leading out of the build directory is refused before anything is read."""
+    from shards.stats import sample_rows
+
+    m = _load(copy)
+    tok_file = copy / m["tokenizer"]["file"]
+    data = bytearray(tok_file.read_bytes())
+    data[100] ^= 1
+    tok_file.write_bytes(bytes(data))
+    probs = verify(str(copy))
+    assert len(probs) == 1 and str(tok_file) in str(probs[0]) and "sha256 mismatch" in str(probs[0])
+    with pytest.raises(Exception, match="sha256 differs"):
+        sample_rows(str(copy), 2)
+    tok_file.unlink()
+    assert "missing" in str(verify(str(copy))[0])
+    m["tokenizer"]["files"] = {"../../x.model": m["tokenizer"]["sha256"]}
+    m["tokenizer"]["file"] = "../../x.model"
+    _save(copy, m)
+    with pytest.raises(ManifestError, match="tokenizer file '../../x.model' is not a plain file name"):
+        ShardDataset(str(copy))

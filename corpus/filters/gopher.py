@@ -65,10 +65,14 @@ class GopherRepetition(Stage):
                                                     (10, 0.127)]
         # FineWeb-2 counts segmented Chinese words (~1.5-1.7 characters); we count characters, so a
         # word n-gram is n * this many characters (docs/filters.md: law and Q&A keep rates per value)
-        cjk_chars_per_word: int = 3
+        cjk_chars_per_word: int = 4
         # below this many non-punctuation CJK-text tokens the n-gram rules do not apply (a 40-character
         # Zhihu answer's one 8-character 4-gram is 20% of it); measured on the dev set, docs/filters.md
         cjk_min_ngram_chars: int = 150
+        # the same for space-separated text, in words: Gopher's own 50-word document floor, so this
+        # only matters where a source lowers gopher_quality's floor (C4's 15 words: a 6-word
+        # company name was one top 2-gram over 20% of itself)
+        min_ngram_words: int = 50
 
     def apply(self, doc: Document) -> Document | Drop:
         p, text = self.p, doc.text
@@ -94,6 +98,8 @@ class GopherRepetition(Stage):
                 return doc
             k, sep, top, dup = p.cjk_chars_per_word, 0, p.cjk_top_n_grams, p.cjk_dup_n_grams
         else:
+            if len(words) < p.min_ngram_words:
+                return doc
             k, sep, top, dup = 1, 1, p.top_n_grams, p.dup_n_grams
         h, lens = word_arrays(words)
         for n, frac in top:
@@ -183,6 +189,8 @@ class GopherQuality(Stage):
         if alpha / len(pool) < (p.cjk_min_alpha_words_ratio if cjk else p.max_non_alpha_words_ratio):
             return Drop("gopher_below_alpha_threshold", f"{alpha}/{len(pool)}")
         stops = set(p.stop_words) if p.stop_words else (ZH_STOP_WORDS if cjk else EN_STOP_WORDS)
-        if len(stops.intersection(words)) < p.min_stop_words:  # distinct stop words
+        # distinct stop words; an ALL-CAPS page ("3 BEDROOM WITH THE VIEW") is asked again in lower case
+        if len(stops.intersection(words)) < p.min_stop_words and \
+                len(stops.intersection(map(str.lower, words))) < p.min_stop_words:
             return Drop("gopher_enough_stop_words")
         return doc

@@ -161,6 +161,7 @@ class LineCorrections(Stage):
         # share of the remaining characters that must be in content-like lines (dev set: docs/filters.md)
         min_content_frac: float = 0.2
         drop_no_content: bool = True
+        no_content_needs_boilerplate: bool = True
         # RefinedWeb's ALL-CAPS line rule: off, because on the dev set it removed 22 content lines
         # (headings, titles: "MATERIALS AND METHODS") for 11 boilerplate ones (docs/filters.md)
         all_caps_lines: bool = False
@@ -173,7 +174,7 @@ class LineCorrections(Stage):
             lines = [l for i, l in enumerate(lines) if i not in gone]
         # only a page that shows web-page furniture (a removed line) is judged by its content share:
         # verse, couplets and tables in curated text have no content-like lines and no furniture
-        if self.p.drop_no_content and bad:
+        if self.p.drop_no_content and (bad or not self.p.no_content_needs_boilerplate):
             total = sum(len(l.strip()) for l in lines)
             content = sum(len(l.strip()) for l in lines if is_content_line(l))
             if total == 0 or content / total < self.p.min_content_frac:

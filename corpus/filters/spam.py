@@ -26,16 +26,22 @@ from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
 
 _H = "[\u4e00-\u9fff]"
+_N = "[\u4e00-\u9fffA-Za-z0-9]"  # a brand name may be Latin: "ope体育app"
 # brand patterns: a 1-4 character name + a gambling suffix; the suffix alone is an ordinary word
 BRAND_PATTERNS = [
-    rf"{_H}{{1,4}}贵宾会",
-    rf"{_H}{{1,4}}娱乐(?:官网|网址|开户|代理|登录|登入|注册|app|APP|城|线路|手机版|客户端|真人|棋牌|老虎机)",
-    rf"{_H}{{1,4}}体育(?:app|APP|App|官网|官方网站|官方app|平台下载|网址|登录|登入|注册|手机版|入口)",
+    rf"{_N}{{1,4}}贵宾会",
+    rf"{_N}{{1,4}}娱乐(?:官网|网址|开户|代理|登录|登入|注册|app|APP|城|线路|手机版|客户端|真人|棋牌|老虎机)",
+    rf"{_N}{{1,4}}体育(?:app|APP|App|官网|官方网站|官方app|平台下载|网址|登录|登入|注册|手机版|入口)",
     # not 国际注册/代理/线路/官网: international trademark registration, agencies and routes are news
-    rf"{_H}{{1,4}}国际(?:ag|AG|充值|客户端|登录|app|APP|棋牌|真人)",
+    rf"{_N}{{1,4}}国际(?:ag|AG|充值|客户端|登录|app|APP|棋牌|真人)",
+    # "the ten most reliable betting platforms": the SEO title of betting-platform spam
+    r"(?:十大|正规|靠谱|信誉|最好的)(?:体育|娱乐|博彩|彩票|网投|赌博)(?:平台|网站|app|APP|网址)",
+    # a betting brand slipped into an SEO keyword line ("本文关键词：…,XX体育,…")
+    rf"(?:关键词|关键字)[:：][^\n]*?(?:^|[,，、\s]){_N}{{1,4}}体育(?=[,，、\s]|$)",
+    r"(?<![A-Za-z])be?t ?365",  # bet365 and its spun spellings (bt365)
     # lower-case a only: 一级A (the wastewater discharge standard) is everyday news
     r"(?-i:一级a)(?:片|做|毛|视频|在线|看|卡片|v|V|爱|免费|黄)",
-    rf"{_H}{{1,4}}棋牌(?:官网|平台|app|APP|下载|游戏平台|注册)",
+    rf"{_N}{{1,4}}棋牌(?:官网|平台|app|APP|下载|游戏平台|注册)",
     r"(?:金沙|新葡京|葡京|威尼斯人|太阳城|永利|银河|皇冠|美高梅|巴黎人|伦敦人)(?:娱乐|线路|网址|官网|app|APP|注册|开户|平台|登录|网站|集团网址|手机版|体育|现金)",
     r"(?:澳洲|澳门|极速|秒速|幸运|北京|SG|sg|分分|腾讯|重庆|江苏|广东)(?:幸运)?(?:赛车|飞艇|5|8|10|快三|快3|时时彩|分分彩)(?:开奖|计划|预测|走势|人工计划|历史|官网|app|APP|网址|规则|平台|在线|结果)",
 ]
@@ -46,19 +52,21 @@ CERTAIN = [
     "彩票计划", "大发快三", "大发时时彩", "彩神争霸", "天天中彩票",
     # casino and betting
     "百家乐", "真人视讯", "电子游艺", "送彩金", "注册送", "菠菜网", "博彩网", "赌场网站", "线上赌场",
-    "js333", "bet365", "bwin", "188bet", "12bet", "伟德国际", "威廉希尔", "亚博体育", "华体会", "开云体育",
+    "js333", "betway", "必威", "bwin", "188bet", "12bet", "伟德国际", "威廉希尔", "亚博体育", "华体会", "开云体育",
     "乐鱼体育", "九游会", "米乐体育", "博天堂", "ag真人", "AG真人", "AG亚游", "BBIN", "bbin", "沙巴体育", "皇冠hg",
     # porn SEO
     # (not 欧美日韩 or 一区二区: "Europe, the US, Japan and Korea" and district names are news)
     "一级毛片", "三级片", "黄色网站", "黄色视频", "黄片", "自拍偷拍", "偷拍自拍", "亚洲无码",
     "无码av", "无码视频", "日韩av", "久久精品", "久久热", "草榴", "91porn", "av网站",
-    "成人网站", "成人视频", "成人电影", "激情视频", "激情小说", "激情图片", "约炮", "裸聊", "一夜情", "援交",
+    "成人网站", "成人视频", "成人电影", "激情视频", "激情小说", "激情图片", "裸聊", "援交",
     # SEO ads
     "代开发票", "发票代开", "代孕", "私服发布", "传奇私服",
 ]
 LIKELY = [
     "时时彩", "北京赛车", "六合彩", "棋牌游戏", "开奖结果", "开奖记录", "开奖号码", "美女直播", "私服", "体育投注", "彩票网",
-    "快三", "毛片", "国产精品", "人工计划", "特码", "首存", "网投",
+    "快三", "毛片", "国产精品", "人工计划", "特码", "首存", "网投", "约炮", "一夜情",
+    # betting tips: handicaps, odds and "red slips" (winning tips)
+    "盘口", "让球", "大小球", "串关", "竞彩", "亚盘", "欧赔", "初盘", "红单",
     # (not xxx: Chinese text writes XXX for a name left out)
     "porn", "porno", "viagra", "cialis", "escort service", "escorts", "sportsbook", "free spins", "online gambling",
     "online casino", "casino bonus", "payday loan", "payday loans", "replica watches",

@@ -12,6 +12,7 @@ from kernels.textstats import dup_ngram_chars, top_ngram_chars, word_arrays
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
+from .lines import is_content_line
 from .text import ALPHA, EN_STOP_WORDS, SYMBOL, ZH_STOP_WORDS, is_cjk, split_words
 
 _PARA = re.compile(r"\n{2,}")
@@ -73,6 +74,7 @@ class GopherRepetition(Stage):
         # only matters where a source lowers gopher_quality's floor (C4's 15 words: a 6-word
         # company name was one top 2-gram over 20% of itself)
         min_ngram_words: int = 50
+        ngrams_over_content_lines: bool = False
 
     def apply(self, doc: Document) -> Document | Drop:
         p, text = self.p, doc.text
@@ -91,6 +93,12 @@ class GopherRepetition(Stage):
             return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(lines))
         if cd / len(text) > p.dup_line_char_frac:
             return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(lines))
+        if p.ngrams_over_content_lines:
+            # repeated menus, sidebars and link lists are not the page's prose: the n-gram rules
+            # judge the content-like lines (corpus/filters/lines.py), the line rules above all lines
+            text = "\n".join(l for l in lines if is_content_line(l))
+            if not text:
+                return doc
         words = split_words(text)
         if cjk:
             words = list(itertools.compress(words, map(operator.not_, map(SYMBOL.__getitem__, words))))
@@ -153,6 +161,7 @@ class GopherQuality(Stage):
         # ~10% of C4 (punctuation-rich prose); we count words only, unless this is set
         alpha_ratio_over_all_tokens: bool = False
         bullets: list[str] = ["•", "-", "*", "●", "·"]
+        min_lines_for_line_ratios: int = 3  # dev set: 2 of 226 Q&A answers were dropped at 1
 
     def apply(self, doc: Document) -> Document | Drop:
         p, text = self.p, doc.text
@@ -176,7 +185,8 @@ class GopherQuality(Stage):
         if (text.count("...") + text.count("…")) / n_words > p.max_symbol_word_ratio:
             return Drop("gopher_too_many_ellipsis")
         lines = text.splitlines()
-        if lines:
+        # a line share needs lines: a one-line answer that trails off ("……") is 100% ellipsis lines
+        if len(lines) >= p.min_lines_for_line_ratios:
             bullets = [i for i, l in enumerate(lines) if l.lstrip().startswith(tuple(p.bullets))]
             if len(bullets) / len(lines) > p.max_bullet_lines_ratio:
                 return Drop("gopher_too_many_bullets", lines=bullets)

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from ..document import Document
 from ..stages import Drop, Stage, StageParams, register
-from .text import chinese_ratio
+from .text import chinese_ratio, writes_kana_or_hangul
 
 
 def lid_model_path() -> str:
@@ -82,9 +82,10 @@ class LanguageFilter(Stage):
         # kana and hangul are not Chinese: a Japanese or Korean page is never rescued as zh
         if "zh" in langs and chinese_ratio(doc.text[:20000]) >= p.cjk_keep_ratio:
             return doc
-        # line vote: characters in lines whose language is wanted
+        # line vote: characters in lines whose language is wanted; not for a page that writes kana
+        # or hangul, whose English lines (a Korean blog quoting English) would outvote it
         lines = [l for l in doc.text.split("\n") if len(l.strip()) >= 20][:200]
-        if lines:
+        if lines and not writes_kana_or_hangul(doc.text[:20000]):
             good = total = 0
             for l in lines:
                 (ll, ls), = predict(l, 1, p.model_path)

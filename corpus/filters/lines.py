@@ -30,7 +30,7 @@ EN_PATTERNS = [
     r"|next( post| article)?|advertisement|sponsored|all rights reserved.*|copyright ©?.*|© ?\d{4}.*"
     r"|cookie(s)? (policy|settings).*|privacy policy|terms of (use|service).*|home|menu|search|print|email"
     r"|jump to: navigation, search|jump to navigation|leave a (comment|reply)|reply|permalink|related posts?"
-    r"|recent (posts|comments)|archives?|categories|tags|share|tweet|pin it|download:?|search by date"
+    r"|recent (posts|comments)|scroll to top|archives?|categories|tags|share|tweet|pin it|download:?|search by date"
     r"|you are here:?.*|posted (in|on|by) .{0,80}|filed under:? .{0,80}|tag(ged|s)?: .{0,120}"
     r"|categor(y|ies): .{0,120}|photo( credit)?: .{0,120}|image( credit)?: .{0,120}|from [\w ]{1,40}pedia"
     r"|from [\w ]{1,40}wiki|revision as of .{0,160}|\(diff\).{0,160}|preceded by:?|followed by:?"
@@ -38,7 +38,7 @@ EN_PATTERNS = [
     # number-only: counters and pagination ("0", "12", "1 2 3 4 5"), not enumerators or years
     # ("1.", "(2012)"), which the dev set labels content (docs/filters.md)
     r"\d[\d,]*(?:\s*[|/\-]\s*\d[\d,]*|\s+\d[\d,]*)*",  # each repeat needs a separator: linear
-    r"\d{1,2}:\d{2}(:\d{2})?\s*([ap]\.?m\.?)?",  # a timestamp
+    r"(\d{1,2}\s+)?\d{1,2}:\d{2}(:\d{2})?\s*([ap]\.?m\.?)?",  # a timestamp ("16:39", "28 16:39")
     r"(\w+\s*\|\s*){3,}\w*",  # navigation: a | b | c | d
     # a date on a line of its own: "Tuesday, July 12, 2011", "12 March 2019"
     r"((mon|tues|wednes|thurs|fri|satur|sun)day,?\s+)?((jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
@@ -51,7 +51,8 @@ _EN = re.compile("(?:" + "|".join(f"(?:{p})" for p in EN_PATTERNS) + r")\s*$", r
 # navigation and metadata fields: the line *starts* with the field name and a colon (or is the
 # bare navigation word); the rest of the line is the field's value
 _ZH_FIELD = re.compile(
-    r"^[«‹<\[【（(]*\s*(上一篇|下一篇|上一页|下一页|上一条|下一条|上一章|下一章|上篇|下篇|来源|来源于|稿源|信息来源|文章来源|本文来源"
+    r"^[\d\s]*[«‹<\[【（(]*\s*(上一篇|下一篇|上一页|下一页|上一条|下一条|上一章|下一章|上篇|下篇|上一文章|下一文章|前一篇|后一篇"
+    r"|上一篇文章|下一篇文章|来源|来源于|稿源|信息来源|文章来源|本文来源"
     r"|出处|作者|编辑|责任编辑|责编|编审|审核|校对|记者|通讯员|摄影|图片来源|发布时间|发布日期|发表时间|发表日期|更新时间"
     r"|发布者|发布人|浏览|浏览次数|浏览量|阅读|阅读数|阅读量|阅读次数|点击|点击数|点击量|点击率|人气|字号|关键词|关键字|标签"
     r"|分类|栏目|所属栏目|当前位置|您的位置|你的位置|您当前的位置|所在位置|原标题|原文链接|本文链接|本文地址|转载请注明)"
@@ -79,11 +80,14 @@ ZH_PROMPTS = ["扫码关注", "扫一扫", "长按识别", "长按二维码", "�
               "版权声明", "免责声明", "ICP备", "ICP证", "公网安备", "Copyright", "copyright", "COPYRIGHT", "©",
               "All Rights Reserved", "本站所有", "本网站所有", "本文仅代表作者", "不代表本站", "不代表本网", "相关阅读",
               "相关文章", "热门推荐", "猜你喜欢", "延伸阅读", "推荐阅读", "精彩推荐", "分享到", "收藏本文", "责任编辑",
-              "我要评论", "发表评论", "网友评论", "评论区", "条评论", "人参与", "人阅读", "次阅读", "次浏览", "人浏览"]
+              "我要评论", "发表评论", "网友评论", "评论区", "条评论", "人参与", "人阅读", "次阅读", "次浏览", "人浏览",
+              "阅读更多", "閱讀更多", "可能也喜欢", "可能也會喜歡", "可能还喜欢", "的其他文章", "更多文章"]
 _ZH_PROMPT = re.compile("|".join(sorted(map(re.escape, ZH_PROMPTS), key=len, reverse=True)))
 _SENT_END = ("。", "！", "？", "；", "…", "!", "?", ".", "”", "」", "』")
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _CJK_SENT_PUNCT = re.compile("[，。！？；：、]")
+_DATED_ITEM = re.compile(r"\s\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(\s+\d{1,2}:\d{2}(:\d{2})?)?$")
+_CJK_SENT_END = re.compile("[。！？；]")
 _ZH_FUNCTION = re.compile("[的了着在是和与也就都而把被呢吗吧啊呵]")
 
 
@@ -91,6 +95,8 @@ def zh_boilerplate(s: str, max_len: int) -> bool:
     """A stripped Chinese line that is navigation, a metadata field, a menu or a prompt."""
     if len(s) > 2 * max_len:
         return False
+    if _DATED_ITEM.search(s) and not _CJK_SENT_END.search(s):
+        return True  # "尼康D60套机仅4670 2008-04-28 07:50": a related-article list item
     if _ZH_FIELD.match(s) and len(s) <= 2 * max_len and not s.endswith("。"):
         return True
     if _ZH_FIELD_BARE.match(s):

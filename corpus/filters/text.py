@@ -96,6 +96,12 @@ def chinese_ratio(text: str) -> float:
     return han / n
 
 
+def writes_kana_or_hangul(text: str, share: float = 0.05) -> bool:
+    """More than `share` of the non-space characters are kana or hangul (Japanese, Korean)."""
+    n = len(text) - text.count(" ") - text.count("\n")
+    return n > 0 and len(_KANA_HANGUL.findall(text)) > share * n
+
+
 def is_cjk(text: str, threshold: float = 0.3) -> bool:
     # sample long documents: the ratio of the first 20k characters decides
     return cjk_ratio(text[:20000]) >= threshold

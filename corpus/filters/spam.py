@@ -67,6 +67,9 @@ LIKELY = [
     "快三", "毛片", "国产精品", "人工计划", "特码", "首存", "网投", "约炮", "一夜情",
     # betting tips: handicaps, odds and "red slips" (winning tips)
     "盘口", "让球", "大小球", "串关", "竞彩", "亚盘", "欧赔", "初盘", "红单",
+    # contact-to-buy and make-money pitches (the `ads` category): two of these make a pitch
+    "加微信", "加我微信", "加我vx", "加vx", "加V信", "私信我", "免费领取", "日赚", "月入过万", "月入上万", "招代理",
+    "一件代发", "躺赚", "副业项目", "零成本创业", "无需投资",
     # (not xxx: Chinese text writes XXX for a name left out)
     "porn", "porno", "viagra", "cialis", "escort service", "escorts", "sportsbook", "free spins", "online gambling",
     "online casino", "casino bonus", "payday loan", "payday loans", "replica watches",

@@ -32,9 +32,9 @@ import numpy as np
 import xxhash
 
 from . import __version__
-from .document import BadUnit, Document
+from .document import Document
 from .executor import Executor, LocalExecutor, run_all
-from .readers import FileReader
+from .readers import FileReader, ReadLog, read_documents
 from .recipe import Recipe, SourceConfig, expand_paths, stage_files
 from .stages import Chain, StageStats, build_stage, exact_hash
 from shards.fileio import DiskFullError, atomic_write  # noqa: F401  (DiskFullError is re-exported)
@@ -118,7 +118,7 @@ def source_stages(recipe: Recipe, work: str | None = None) -> list[list]:
     built: dict[str, list] = {}
     out = []
     for i, src in enumerate(recipe.sources):
-        key = json.dumps(src.stage_overrides, sort_keys=True)
+        key = json.dumps([src.stage_overrides, src.languages], sort_keys=True)
         if key not in built:
             built[key] = [build_stage(s.name, _with_frequent(s.name, s.params(), work)) for s in recipe.stages_for(i)]
         out.append(built[key])
@@ -158,21 +158,14 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     src = recipe.sources[unit.source_index]
     stages = per_source[unit.source_index]
     chain = Chain(stages, recipe.output.rejected_samples)
-    reader = FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range)
-    bad: list[dict] = []
-    bad_counts: Counter = Counter()
+    log = ReadLog(keep=recipe.limits.max_bad_examples)
     ids: list[str] = []
     texts: list[str] = []
     metas: list[dict] = []  # for minhash_dedup: own ids, dates
     docs_in = chars_in = 0
     len_in: list[int] = []
     langs: Counter = Counter()
-    for item in reader:
-        if isinstance(item, BadUnit):
-            bad_counts[item.reason] += 1
-            if len(bad) < recipe.limits.max_bad_examples:
-                bad.append(item.as_dict())
-            continue
+    for item in read_documents(unit.path, src, recipe.limits, log=log, rel=unit.rel, byte_range=unit.byte_range):
         docs_in += 1
         chars_in += len(item.text)
         len_in.append(len(item.text))
@@ -208,9 +201,10 @@ def process_unit(task: tuple[str, Unit, str]) -> dict[str, Any]:
     atomic_write(base + ".tok.npy", lambda f: np.save(f, flat))
     atomic_write(base + ".docs.npz", lambda f: np.savez(f, offsets=offsets, hashes=hashes, split=split,
                                                         chars=chars, ids=np.array(ids, dtype=np.str_)))
-    summary = {"unit": asdict(unit), "records": reader.records, "replaced_chars": reader.replaced,
+    summary = {"unit": asdict(unit), "records": log.records, "replaced_chars": log.replaced,
                "docs_in": docs_in, "chars_in": chars_in,
-               "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(bad_counts), "bad": bad,
+               "docs_kept": len(ids), "tokens": int(lens.sum()), "bad_counts": dict(log.counts),
+               "bad": [b.as_dict() for b in log.examples],
                "stages": {k: v.as_dict() for k, v in chain.stats.items()}, "samples": chain.samples,
                "removed_samples": chain.removed_samples, "chars_kept": int(chars.sum()), "byte_tokens": byte_tokens,
                "seconds": round(time.perf_counter() - t0, 3),
@@ -748,10 +742,6 @@ def _decontaminate(params: dict, recipe: Recipe, tok: Any, docs: list, units: li
     """Mask of train documents sharing an n-token window with val documents or eval files."""
     from kernels.minhash import docs_hitting, ngram_hashes
 
-    from .document import Document
-    from .readers import FileReader
-    from .recipe import LimitsConfig, SourceConfig, expand_paths
-
     n = int(params.get("ngram", 13))
     refs = []
     tokens = [np.load(os.path.join(work, "units", u.key + ".tok.npy"), mmap_mode="r") for u in units]
@@ -766,8 +756,7 @@ def _decontaminate(params: dict, recipe: Recipe, tok: Any, docs: list, units: li
     files = params.get("eval_files") or []
     if files:
         src = SourceConfig(name="eval", paths=files)
-        texts = [x.text for f in expand_paths(files) for x in FileReader(f, os.path.basename(f), src, LimitsConfig())
-                 if isinstance(x, Document)]
+        texts = [x.text for x in read_documents(files, src)]
         arrs = tok.encode_batch(texts)
         if arrs:
             o = np.concatenate([[0], np.cumsum([len(a) for a in arrs])]).astype(np.int64)

@@ -106,7 +106,7 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
     What is not used is counted in `skipped`: unreadable units (with examples: file, line, reason),
     documents the cleaning stages dropped (by reason), documents with no text features."""
     from .build import plan_units
-    from .readers import FileReader
+    from .readers import ReadLog, read_documents
     from .stages import Chain, build_stage
 
     def pre_chain(i: int) -> Chain:
@@ -124,17 +124,13 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
     samples = {lab: _Sample(cfg.max_docs_per_label) for lab in LABELS}
     sk = skipped if skipped is not None else {}
     sk.update(unreadable=Counter(), unreadable_examples=[], cleaned_out=Counter(), no_features=0)
+    log = ReadLog(keep=recipe.limits.max_bad_examples)
     for unit in plan_units(recipe):
         src = recipe.sources[unit.source_index]
         chain = chains[unit.source_index]
         if on_file:
             on_file(unit.rel)
-        for item in FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range):
-            if not isinstance(item, Document):
-                sk["unreadable"][item.reason] += 1
-                if len(sk["unreadable_examples"]) < recipe.limits.max_bad_examples:
-                    sk["unreadable_examples"].append(item.as_dict())
-                continue
+        for item in read_documents(unit.path, src, recipe.limits, log=log, rel=unit.rel, byte_range=unit.byte_range):
             doc = chain(item)
             if doc is None:
                 continue
@@ -144,6 +140,8 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
                 continue
             h = xxhash.xxh64_intdigest(doc.id.encode("utf-8"), seed=cfg.seed)
             samples[src.kind].offer(h, doc.id, feats)
+    sk["unreadable"].update(log.counts)
+    sk["unreadable_examples"] += [b.as_dict() for b in log.examples]
     for ch in chains:
         for st in ch.stats.values():
             sk["cleaned_out"].update(st.drops)

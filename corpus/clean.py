@@ -133,16 +133,13 @@ def clean_iter(recipe: Recipe, bad: list[BadUnit] | None = None) -> Iterator[Dec
     """A Decision for every document of the recipe's sources, in build order; unreadable units
     are appended to `bad`."""
     from .build import plan_units
-    from .readers import FileReader
+    from .readers import ReadLog, read_documents
 
     cleaner = Cleaner(recipe)
+    log = ReadLog(keep=None, examples=bad if bad is not None else [])
     for unit in plan_units(recipe):
         src = recipe.sources[unit.source_index]
-        for item in FileReader(unit.path, unit.rel, src, recipe.limits, unit.byte_range):
-            if isinstance(item, BadUnit):
-                if bad is not None:
-                    bad.append(item)
-                continue
+        for item in read_documents(unit.path, src, recipe.limits, log=log, rel=unit.rel, byte_range=unit.byte_range):
             yield cleaner.decide(item, unit.source_index)
 
 

@@ -394,9 +394,8 @@ def classifier_score(
 ) -> None:
     """P(domain) of documents: a summary per file and the extremes (to choose a threshold)."""
     from corpus.classifier import domain_scores, features, load_model
-    from corpus.document import Document
-    from corpus.readers import FileReader
-    from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
+    from corpus.readers import read_documents
+    from corpus.recipe import SourceConfig, expand_paths
 
     if not model.is_file():
         raise UserError(str(model), "no such model file (from `corpus classifier train`)")
@@ -413,8 +412,7 @@ def classifier_score(
         groups = [("<stdin>", [(f"stdin:{i + 1}", x) for i, x in enumerate(texts)])]
     else:
         src = SourceConfig(name="score", paths=list(inputs), text_key=text_key, txt_mode=txt_mode)  # type: ignore[arg-type]
-        groups = [(p, [(d.id, d.text) for d in FileReader(p, os.path.basename(p), src, LimitsConfig())
-                       if isinstance(d, Document)]) for p in expand_paths(list(inputs))]
+        groups = [(p, [(d.id, d.text) for d in read_documents(p, src)]) for p in expand_paths(list(inputs))]
     import time
 
     import numpy as np
@@ -450,9 +448,8 @@ def tokenizer_convert(
     check: Optional[list[Path]] = typer.Option(None, "--check", help="files whose text must encode identically"),
 ) -> None:
     """SentencePiece `tokenizer.model` → Hugging Face `tokenizer.json` with identical ids."""
-    from corpus.document import Document
-    from corpus.readers import FileReader
-    from corpus.recipe import LimitsConfig, SourceConfig, expand_paths
+    from corpus.readers import read_documents
+    from corpus.recipe import SourceConfig
     from shards.tokenizer import Tokenizer, spm_to_tokenizer_json
 
     if not model.is_file():
@@ -465,8 +462,7 @@ def tokenizer_convert(
     if check:
         a, b = Tokenizer(str(model)), Tokenizer(str(out))
         src = SourceConfig(name="check", paths=[str(c) for c in check])
-        texts = [d.text for p in expand_paths([str(c) for c in check])
-                 for d in FileReader(p, os.path.basename(p), src, LimitsConfig()) if isinstance(d, Document)]
+        texts = [d.text for d in read_documents([str(c) for c in check], src)]
         bad = sum(not (len(x) == len(y) and (x == y).all()) for x, y in zip(a.encode_batch(texts), b.encode_batch(texts)))
         console.print(f"{len(texts) - bad:,} of {len(texts):,} documents encode identically")
         if bad:

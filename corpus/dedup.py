@@ -262,19 +262,16 @@ def dedup_files(inputs: list[str], out: str, stage: MinHashDedup, text_key: str 
     OUT/clusters.jsonl (`id` = the input's own id field when present, else FILE:RECORD)."""
     import zstandard
 
-    from .document import Document
-    from .readers import FileReader
-    from .recipe import LimitsConfig, SourceConfig, expand_paths
+    from .readers import ReadLog, read_documents
+    from .recipe import SourceConfig, expand_paths
 
     os.makedirs(out, exist_ok=True)
     src = SourceConfig(name="input", paths=inputs, text_key=text_key)
-    docs: list[Document] = []
-    bad: list[dict] = []
     files = expand_paths(inputs)
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
-    for f in files:
-        for d in FileReader(f, os.path.relpath(os.path.abspath(f), root), src, LimitsConfig()):
-            (docs.append(d) if isinstance(d, Document) else bad.append(d.as_dict()))  # type: ignore[func-returns-value]
+    log = ReadLog(keep=None)
+    docs = list(read_documents(inputs, src, log=log, rel=lambda f: os.path.relpath(os.path.abspath(f), root)))
+    bad = [b.as_dict() for b in log.examples]
     rep, drop = cluster_texts([d.text for d in docs], stage, [d.id for d in docs], [d.metadata for d in docs])
     ids = cluster_ids(np.array([d.id.split("/", 1)[1] for d in docs], dtype=object),
                       np.array([str(d.metadata.get("record_id", "")) for d in docs]))
@@ -350,17 +347,15 @@ class LineDedup(Stage):
 def count_lines_task(task: tuple[str, Any, str]) -> str:
     """Counting pass of `line_dedup` for one unit: (hash, documents) pairs saved beside the unit."""
     from shards.fileio import atomic_write
-    from .document import Document
-    from .readers import FileReader
+    from .readers import read_documents
     from .recipe import Recipe
 
     recipe_json, unit, work = task
     recipe = Recipe.model_validate_json(recipe_json)
     cfg = next(s for s in recipe.stages if s.name == "line_dedup")
     min_chars = int(cfg.params().get("min_chars", 10))
-    parts = [line_hashes(d.text, min_chars) for d in FileReader(unit.path, unit.rel, recipe.sources[unit.source_index],
-                                                                recipe.limits, unit.byte_range)
-             if isinstance(d, Document)]
+    parts = [line_hashes(d.text, min_chars) for d in read_documents(unit.path, recipe.sources[unit.source_index],
+                                                                    recipe.limits, rel=unit.rel, byte_range=unit.byte_range)]
     allh = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
     h, c = np.unique(allh, return_counts=True)
     path = os.path.join(work, "units", unit.key + ".lines.npz")

@@ -20,13 +20,15 @@ import re
 import stat
 import zlib
 import unicodedata
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import zstandard
 
 from .document import BadUnit, Document
-from .recipe import LimitsConfig, SourceConfig, is_symlink_loop
+from .recipe import LimitsConfig, SourceConfig, expand_paths, is_symlink_loop
 
 TEXT_KEYS = ("text", "content", "raw_content", "maintext", "article_text", "fact", "body", "document")
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -476,25 +478,28 @@ class FileReader:
             raise ReadError(f"{self.path}: {reason} (line {line}, offset {offset}) {detail[:200]}")
         return bad
 
+    def _document(self, doc_id: str, text: str, meta: dict[str, Any]) -> Document:
+        """The one document constructor of every format: the text as it is, the file it came from
+        and the source's kind (the domain classifier passes domain sources through). Stage settings
+        do not ride along: the per-source language list is the language stage's own parameter
+        (`Recipe.stages_for`)."""
+        return Document(doc_id, text, self.src.name, {**meta, "file": self.rel, "source_kind": self.src.kind})
+
     def _doc(self, key: str, text: str, meta: dict[str, Any] | None = None) -> Iterator[Document | BadUnit]:
         """Emit a document, enforcing the size cap (split into pieces, or drop with a reason)."""
         self.records += 1
         text = clean_text(text)
         doc_id = f"{self.src.name}/{key}"
-        meta = dict(meta or {})
-        meta["file"] = self.rel
-        meta["source_kind"] = self.src.kind  # e.g. the domain classifier passes domain sources through
-        if self.src.languages:
-            meta["languages_keep"] = self.src.languages  # the language stage's per-source keep list
+        meta = meta or {}
         cap = self.limits.max_doc_chars
         if len(text) <= cap:
-            yield Document(doc_id, text, self.src.name, meta)
+            yield self._document(doc_id, text, meta)
             return
         if self.limits.oversize == "drop":
             yield self._bad("oversize_document", detail=f"{doc_id}: {len(text)} chars > max_doc_chars={cap}")
             return
         for k, piece in enumerate(split_oversize(text, cap)):
-            yield Document(f"{doc_id}#{k}", piece, self.src.name, {**meta, "oversize_piece": k})
+            yield self._document(f"{doc_id}#{k}", piece, {**meta, "oversize_piece": k})
 
     # -- entry ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Document | BadUnit]:
@@ -847,8 +852,7 @@ class FileReader:
             cap, acc, piece, total, dropped = self.limits.max_doc_chars, "", 0, 0, False
 
             def piece_doc(text: str, k: int) -> Document:
-                return Document(f"{self.src.name}/{self.rel}#{k}", clean_text(text), self.src.name,
-                                {"file": self.rel, "oversize_piece": k})
+                return self._document(f"{self.src.name}/{self.rel}#{k}", clean_text(text), {"oversize_piece": k})
 
             for s in chunks:
                 total += len(s)
@@ -944,6 +948,54 @@ class FileReader:
         for split, d in parts:
             for n, rec in enumerate(d):
                 yield from self._record(rec, f"{self.rel}:{split}:{n}", n, None)
+
+
+@dataclass
+class ReadLog:
+    """What reading reported besides documents: unreadable units counted per reason, the first
+    `keep` of them (None: all), records seen and characters replaced by U+FFFD. One log may span
+    many `read_documents` calls (a build's unit, all of `corpus classifier`'s input)."""
+
+    keep: int | None = 20
+    counts: Counter = field(default_factory=Counter)
+    examples: list[BadUnit] = field(default_factory=list)
+    records: int = 0
+    replaced: int = 0
+
+    def add(self, bad: BadUnit) -> None:
+        self.counts[bad.reason] += 1
+        if self.keep is None or len(self.examples) < self.keep:
+            self.examples.append(bad)
+
+
+def read_documents(paths: str | Sequence[str], source: SourceConfig, limits: LimitsConfig | None = None, *,
+                   log: ReadLog | None = None, rel: str | Callable[[str], str] | None = None,
+                   byte_range: tuple[int, int, int] | None = None) -> Iterator[Document]:
+    """The documents of input files read as `source`, in order; what cannot be read goes to `log`
+    (or is dropped unseen; `limits.strict` raises ReadError). The one loop over input files:
+    the build, `corpus clean`, `corpus dedup`, `corpus classifier` and the CLI read through it.
+
+    `paths` is one file (a str: read as it is, `byte_range` of it when given) or a list of
+    files, directories and globs (`expand_paths`). `rel` names a file in document ids: a str
+    for the one file, a function of the path for a list; default: the file's base name."""
+    limits = limits or LimitsConfig()
+    if isinstance(paths, str):
+        files = [paths]
+    else:
+        if byte_range is not None:
+            raise ValueError("byte_range is for one file")
+        files = expand_paths(list(paths))
+    for f in files:
+        name = rel if isinstance(rel, str) else rel(f) if rel else os.path.basename(f)
+        reader = FileReader(f, name, source, limits, byte_range)
+        for item in reader:
+            if isinstance(item, Document):
+                yield item
+            elif log is not None:
+                log.add(item)
+        if log is not None:
+            log.records += reader.records
+            log.replaced += reader.replaced
 
 
 def split_oversize(text: str, cap: int) -> Iterator[str]:

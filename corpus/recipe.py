@@ -158,13 +158,17 @@ class Recipe(_Strict):
         return self
 
     def stages_for(self, source_index: int) -> list[StageConfig]:
-        """The recipe's stages with one source's `stage_overrides` applied."""
-        ov = self.sources[source_index].stage_overrides
+        """The recipe's stages with one source's `stage_overrides` applied, and its `languages`
+        as the language stage's keep list (over any override: the source's own list wins)."""
+        src = self.sources[source_index]
+        ov = src.stage_overrides
         out = []
         for st in self.stages:
             o = ov.get(st.name)
             if o is False:
                 continue
+            if st.name == "language" and src.languages:
+                o = {**(o or {}), "languages": list(src.languages)}
             out.append(StageConfig(name=st.name, **{**st.params(), **o}) if o else st)
         return out
 

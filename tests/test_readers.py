@@ -263,3 +263,71 @@ def test_sentencepiece_to_tokenizer_json_encodes_identically(shared, tmp_path):
         build(r, str(d))
         rows.append(sorted((p.name, p.read_bytes()) for p in d.glob("*/*.bin")))
     assert rows[0] == rows[1] and rows[0]
+
+
+# ---------------------------------------------------------------------------------------
+# one document constructor, one reading loop (issue 16)
+
+
+def test_pieces_of_a_big_text_file_carry_source_kind_like_every_document(shared):
+    """A text file longer than max_doc_chars streams out as pieces: they are made by the same
+    constructor as every other document (before, `piece_doc` built them bare, without the
+    source's kind, so the domain classifier judged a domain source's big books as general)."""
+    path = shared / "domain/medicalgpt/pretrain/tianlongbabu.txt"  # 854 KB of a real novel
+    docs, bad = read(path, LimitsConfig(max_doc_chars=100_000), kind="domain")
+    assert not bad and len(docs) >= 3
+    assert [d.metadata.get("oversize_piece") for d in docs] == list(range(len(docs)))
+    for d in docs:
+        assert d.metadata["source_kind"] == "domain" and d.metadata["file"] == "tianlongbabu.txt"
+    small, _ = read(shared / "domain/medicalgpt/pretrain/en_article_tail500.txt", kind="domain")
+    assert set(small[0].metadata) - {"line"} == set(docs[0].metadata) - {"oversize_piece"}
+
+
+def test_a_source_language_list_reaches_pieces_of_a_big_text_file(shared):
+    """The per-source `languages` list is the language stage's parameter for that source
+    (`Recipe.stages_for`), not document metadata that one constructor forgot: an English
+    source kept by its own list survives a recipe that keeps only zh, pieces included."""
+    from corpus.build import source_stages
+    from corpus.stages import Chain
+
+    path = shared / "general/wikipedia_en/wiki_demo.txt"  # 1 MB of English Wikipedia
+    recipe = Recipe.model_validate({
+        "name": "t", "sources": [{"name": "en", "paths": [str(path)], "languages": ["en"]},
+                                 {"name": "other", "paths": [str(path)]}],
+        "stages": [{"name": "language", "languages": ["zh"]}],
+        "limits": {"max_doc_chars": 200_000}})
+    assert recipe.stages_for(0)[0].params()["languages"] == ["en"]
+    assert recipe.stages_for(1)[0].params()["languages"] == ["zh"]
+    per_source = source_stages(recipe)
+    docs, _ = read(path, recipe.limits, name="en", languages=["en"])
+    assert len(docs) >= 3 and all("oversize_piece" in d.metadata for d in docs)
+    assert "languages_keep" not in docs[0].metadata  # a setting, not data about the document
+    kept = [Chain(per_source[0], 0)(d) for d in docs[:3]]
+    dropped = [Chain(per_source[1], 0)(d) for d in docs[:3]]
+    assert all(k is not None for k in kept) and all(d is None for d in dropped)
+
+
+def test_read_documents_is_the_reader_loop_with_a_log(shared, tmp_path):
+    """`read_documents` yields what FileReader yields as documents, in order, and puts the rest
+    in the log: counts per reason, the first `keep` units, records and replaced characters."""
+    from corpus.readers import ReadLog, read_documents
+
+    files = [str(shared / "general/c4_en/c4_demo.jsonl"), str(shared / "general/flagdata_web_zh/qa_demo_input.jsonl")]
+    good = shared / "general"
+    raw = open(files[0], "rb").read()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(raw[: len(raw) // 3] + b"\n{\"text\": \"broken\n" + raw[len(raw) // 3:][:2000] + b"\xff\xfe\n")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    src = SourceConfig(name="s", paths=[str(good)])
+    log = ReadLog(keep=1)
+    got = list(read_documents([*files, str(cut), str(tmp_path / "empty.txt")], src, log=log))
+    want = [d for f in [*files, str(cut)] for d in FileReader(f, os.path.basename(f), src, LimitsConfig())
+            if isinstance(d, Document)]
+    assert [(d.id, d.text) for d in got] == [(d.id, d.text) for d in want] and len(got) > 100
+    assert log.counts["empty_file"] == 1 and log.counts["malformed_json"] >= 1
+    assert len(log.examples) == 1 and sum(log.counts.values()) >= 3
+    assert log.records >= len(got)
+    one = list(read_documents(files[0], src, rel="x/y.jsonl"))
+    assert one and all(d.id.startswith("s/x/y.jsonl:") for d in one)
+    with pytest.raises(ReadError):
+        list(read_documents([str(tmp_path / "empty.txt")], src, LimitsConfig(strict=True)))

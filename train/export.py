@@ -95,13 +95,24 @@ def export(run_dir: str, out: str, dtype: str = "bf16", tag: str | None = None,
                            pad_token_id=tok["pad_id"] if tok["pad_id"] >= 0 else tok["eos_id"], do_sample=True,
                            temperature=0.8, top_p=0.95, max_new_tokens=128)
     gen.save_pretrained(out)
-    write_tokenizer(run["config"]["shards"], out, tok)
+    write_tokenizer(_shards_dir(run_dir, run), out, tok)
     # save_pretrained and copies follow the umask and the source file's mode; a model directory
     # is shared (a serving box, the Hub): readable by all, as other tools write it
     for name, stamp in _files(out).items():
         if before.get(name) != stamp:  # written by this export, never a file that was already there
             os.chmod(os.path.join(out, name), 0o644)
     return {"out": out, "dtype": dtype, "lora_merged": lora, "tensors": count_tensors(out)}
+
+
+def _shards_dir(run_dir: str, run: dict[str, Any]) -> str:
+    """The build the run trained on: its absolute path as `train run` recorded it, else the
+    configured path (relative to the working directory, then to the run directory)."""
+    given = run["config"]["shards"]
+    for c in (run.get("shards_dir"), given, os.path.join(run_dir, given)):
+        if c and os.path.isfile(os.path.join(c, "manifest.json")):
+            return c
+    raise FileNotFoundError(f"{run_dir}/run.json: the build it was trained on ({run.get('shards_dir') or given}) "
+                            "is not there any more")
 
 
 def _files(d: str) -> dict[str, tuple[int, int]]:
@@ -119,26 +130,6 @@ def count_tensors(model_dir: str) -> int:
     return n
 
 
-def tokenizer_file(shards: str, manifest: dict[str, Any], tok: dict[str, Any]) -> str:
-    """The tokenizer file the shards were built with: inside the build directory when the build
-    copied it there, else the recipe's path (absolute, or relative to the build directory or
-    the working directory) or the default; only a file with the manifest's sha256 is taken."""
-    from shards.fileio import sha256_file
-    from shards.tokenizer import default_tokenizer_path
-
-    given = (manifest.get("recipe", {}).get("tokenizer") or {}).get("path")
-    cands = [os.path.join(shards, tok["file"])] if tok.get("file") else []
-    if given:
-        cands += [given] if os.path.isabs(given) else [os.path.join(shards, given), given]
-    else:
-        cands.append(default_tokenizer_path())
-    for c in cands:
-        if os.path.isfile(c) and sha256_file(c) == tok["sha256"]:
-            return c
-    raise FileNotFoundError(f"{shards}: the tokenizer file the shards were built with ({tok.get('file')}, sha256 "
-                            f"{tok['sha256'][:12]}...) is not at {' or '.join(dict.fromkeys(cands))}")
-
-
 def write_tokenizer(shards: str, out: str, tok: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the tokenizer files of a Hugging Face directory for the shards' tokenizer; returns
     the tokenizer_config written.
@@ -147,9 +138,14 @@ def write_tokenizer(shards: str, out: str, tok: dict[str, Any] | None = None) ->
     is the start of a document, so `add_bos_token` follows the recipe and `add_eos_token` is
     false: an EOS after a prompt would tell the model the document has ended. (To score whole
     documents as the shards hold them, append `eos_token_id`.)"""
+    from shards.tokenizer import build_tokenizer_path
+
     manifest, _ = read_manifest(shards)  # the one manifest reader: names checked, hand edits refused
     tok = tok or manifest["tokenizer"]
-    path = tokenizer_file(shards, manifest, tok)
+    if tok["sha256"] != manifest["tokenizer"]["sha256"]:
+        raise CheckpointError(f"{shards}: the run was trained with another tokenizer (sha256 {tok['sha256'][:12]}...) "
+                              f"than this build's ({manifest['tokenizer']['sha256'][:12]}...)")
+    path = build_tokenizer_path(shards, manifest)  # the build's copy (or, for an old build, the recipe's file)
     framing = manifest.get("recipe", {}).get("tokenizer") or {}
     add_bos = bool(framing.get("add_bos", True)) and tok["bos_id"] >= 0
     if tok.get("kind") == "tekken":

@@ -312,9 +312,10 @@ def _resume(s: Setup, cfg: TrainConfig, ckpt_dir: str) -> tuple[int, int, bool, 
         # the LambdaLR state restored above holds the checkpoint's Schedule: past its total it
         # returns min_lr_ratio for every further step
         raise UserError("--steps", f"the checkpoint's {saved['kind']} schedule decays to its minimum lr "
-                                   f"({saved.get('min_lr_ratio')} x) at step {saved['total']}; --steps {cfg.steps} would "
-                                   f"train steps {max(start, saved['total']) + 1}-{cfg.steps} at that minimum: pass "
-                                   f"--rewarm to restart the schedule over --steps, or --steps {saved['total']}")
+                                   f"({saved.get('min_lr_ratio')} x) at step {saved['total']}; --steps "
+                                   f"{cfg.steps} would train steps {max(start, saved['total']) + 1}-{cfg.steps} "
+                                   "at that minimum: pass --rewarm to restart the schedule over --steps, or "
+                                   f"--steps {saved['total']}")
     events = []
     if saved != s.schedule.describe():
         events.append({"kind": "event", "step": start, "event": "schedule_kept",
@@ -345,8 +346,10 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
         for n in notes:
             log.log({"kind": "advice", "step": start_step, "message": n})
         with open(os.path.join(cfg.out, "run.json"), "w") as f:
-            json.dump({"config": cfg.model_dump(), "ds_config": s.dsc, "params": s.params,
-                       "params_no_embedding": s.params_no_embedding, "flops_per_token": s.flops_per_token,
+            # shards_dir: `train export` finds the build from any working directory
+            json.dump({"config": cfg.model_dump(), "shards_dir": os.path.abspath(cfg.shards), "ds_config": s.dsc,
+                       "params": s.params, "params_no_embedding": s.params_no_embedding,
+                       "flops_per_token": s.flops_per_token,
                        "tokenizer": ds.tokenizer, "seq_len": ds.seq_len, "precision": s.precision,
                        "world_size": world, "global_batch_rows": s.global_batch, "lr": s.lr, "advice": notes},
                       f, indent=1)

@@ -55,7 +55,8 @@ def write_input(path: str, mb: float) -> tuple[int, int, list[str]]:
             if size >= mb * 1e6:
                 break
             used.append(os.path.relpath(f, os.path.join(ROOT, "..")))
-            for d in read_documents([f], SourceConfig(name="in", paths=[f])):
+            mode = "paragraph" if "oscar_zh" in f else "file"  # as recipes/clean-zh-en.yaml reads OSCAR
+            for d in read_documents([f], SourceConfig(name="in", paths=[f], txt_mode=mode)):
                 out.write(json.dumps({"id": f"d{n}", "text": d.text}, ensure_ascii=False) + "\n")
                 n += 1
                 size += len(d.text.encode("utf-8"))

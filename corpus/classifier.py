@@ -1,7 +1,17 @@
-"""Domain classifier: a fastText supervised model that tells a recipe's domain text from its
-general text, and the `domain_classifier` stage that uses it to mine domain-like documents
-out of general sources (WuDao, the Pile) — the DCLM / "fastText quality classifier" idea
-applied to a domain.
+"""Domain and quality classifiers: a fastText supervised model that tells a recipe's reference
+text from its general text, and the two stages that use it.
+
+- `--kind domain` (default): `kind: domain` sources against `kind: general` ones; the
+  `domain_classifier` stage mines domain-like documents out of general sources (WuDao, the
+  Pile) — the DCLM / "fastText quality classifier" idea applied to a domain.
+- `--kind quality`: the sources the user declares as quality references (`positives`, by name;
+  default: the `kind: domain` ones — curated domain text, Wikipedia, laws, textbooks) against
+  the web sources (every other source); the `quality_classifier` stage stores
+  `metadata.quality_score` = P(quality) and drops documents below its threshold (DCLM,
+  FineWeb-Edu). Off in every default chain: docs/quality-models.md has the dev-set numbers.
+
+One training path for both (`train`); the card records held-out metrics and a reliability
+table (calibration: mean predicted score against the observed positive rate per score bin).
 
 Training runs through `floret` (Explosion's fork of fastText; in `mode="fasttext"` it *is*
 fastText's supervised trainer, same hashing, same model). We train with it because the
@@ -41,6 +51,7 @@ from .document import Document
 from .stages import Drop, Stage, StageParams, register
 
 LABELS = ("domain", "general")
+KIND_LABELS = {"domain": ("domain", "general"), "quality": ("quality", "web")}  # (positive, negative)
 _PREFIX = "__label__"
 _FASTTEXT_MAGIC, _FASTTEXT_VERSION = 793712314, 12
 
@@ -68,6 +79,8 @@ class ClassifierConfig(BaseModel):
     balance: bool = True  # downsample the larger label to the size of the smaller
     val_ratio: float = Field(default=0.1, ge=0, lt=1)
     max_chars: int = Field(default=4000, gt=0)  # characters of a document the model reads
+    # documents shorter than this (after cleaning) are not sampled; the stages have the same floor
+    min_chars: int = Field(default=0, ge=0)
     clean: bool = True  # run the recipe's per-document stages that come before the classifier
     # fastText hyper-parameters (supervised defaults except dim/bucket/epoch: a small model)
     dim: int = Field(default=32, gt=0)
@@ -100,9 +113,29 @@ class _Sample:
         return sorted(((-h, i, f) for h, i, f in self.heap))
 
 
+MODEL_STAGES = ("domain_classifier", "quality_classifier", "perplexity")
+
+
+def source_labels(recipe: Any, kind: str = "domain", positives: list[str] | None = None) -> list[str]:
+    """The training label of each source of the recipe: for `domain`, its `kind`; for `quality`,
+    `quality` for the sources named in `positives` (default: the `kind: domain` ones), `web` else."""
+    pos, neg = KIND_LABELS[kind]
+    names = [s.name for s in recipe.sources]
+    if positives:
+        unknown = sorted(set(positives) - set(names))
+        if unknown:
+            raise ValueError(f"positive sources {unknown} are not sources of the recipe (has: {names})")
+    if kind == "domain" and not positives:
+        return [s.kind for s in recipe.sources]
+    chosen = set(positives) if positives else {s.name for s in recipe.sources if s.kind == "domain"}
+    return [pos if s.name in chosen else neg for s in recipe.sources]
+
+
 def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] | None = None,
-            skipped: dict[str, Any] | None = None) -> dict[str, _Sample]:
-    """Stream every source of the recipe, label documents by their source's `kind`, sample them.
+            skipped: dict[str, Any] | None = None, labels: list[str] | None = None,
+            featurize: Callable[[str, int], str] = features) -> dict[str, _Sample]:
+    """Stream every source of the recipe, label documents by `labels` (one per source; default:
+    the source's `kind`), sample them.
     What is not used is counted in `skipped`: unreadable units (with examples: file, line, reason),
     documents the cleaning stages dropped (by reason), documents with no text features."""
     from .build import plan_units
@@ -113,7 +146,7 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
         pre: list[Stage] = []
         if cfg.clean:
             for s in recipe.stages_for(i):
-                if s.name == "domain_classifier":
+                if s.name in MODEL_STAGES:  # the model's own stage and any other model's
                     break
                 st = build_stage(s.name, s.params())
                 if not st.is_global and s.name != "line_dedup":  # line_dedup needs the build's counting pass
@@ -121,7 +154,8 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
         return Chain(pre, 0)
 
     chains = [pre_chain(i) for i in range(len(recipe.sources))]
-    samples = {lab: _Sample(cfg.max_docs_per_label) for lab in LABELS}
+    labels = labels or [s.kind for s in recipe.sources]
+    samples = {lab: _Sample(cfg.max_docs_per_label) for lab in dict.fromkeys(labels)}
     sk = skipped if skipped is not None else {}
     sk.update(unreadable=Counter(), unreadable_examples=[], cleaned_out=Counter(), no_features=0)
     log = ReadLog(keep=recipe.limits.max_bad_examples)
@@ -134,12 +168,15 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
             doc = chain(item)
             if doc is None:
                 continue
-            feats = features(doc.text, cfg.max_chars)
+            if len(doc.text) < cfg.min_chars:
+                sk["cleaned_out"]["classifier:min_chars"] += 1
+                continue
+            feats = featurize(doc.text, cfg.max_chars)
             if not feats:
                 sk["no_features"] += 1
                 continue
             h = xxhash.xxh64_intdigest(doc.id.encode("utf-8"), seed=cfg.seed)
-            samples[src.kind].offer(h, doc.id, feats)
+            samples[labels[unit.source_index]].offer(h, doc.id, feats)
     sk["unreadable"].update(log.counts)
     sk["unreadable_examples"] += [b.as_dict() for b in log.examples]
     for ch in chains:
@@ -166,64 +203,107 @@ def load_model(path: str) -> Any:
     import fasttext
 
     if not os.path.exists(path):
-        raise FileNotFoundError(f"domain classifier model not found: {path} (train it with "
+        raise FileNotFoundError(f"classifier model not found: {path} (train it with "
                                 "`corpus classifier train RECIPE --out MODEL.bin`)")
     return fasttext.load_model(path)
 
 
-def domain_scores(model: Any, feats: list[str]) -> np.ndarray:
-    """P(domain) for each already-featurized text."""
+def positive_label(model: Any) -> str:
+    """The model's positive label: `quality` for a quality model, `domain` otherwise."""
+    labs = {l[len(_PREFIX):] for l in model.get_labels()}
+    return next((pos for pos, _ in KIND_LABELS.values() if pos in labs), "domain")
+
+
+def scores_of(model: Any, feats: list[str], label: str | None = None) -> np.ndarray:
+    """P(label) (default: the model's positive label) for each already-featurized text."""
+    want = _PREFIX + (label or positive_label(model))
     out = np.zeros(len(feats))
     for i, f in enumerate(feats):  # one line at a time: fasttext-predict's multi-line call is broken
         ls, ps = model.predict(f, k=-1)
         for lab, p in zip(ls, ps):
-            if lab == _PREFIX + "domain":
+            if lab == want:
                 out[i] = float(p)
     return out
 
 
+def domain_scores(model: Any, feats: list[str]) -> np.ndarray:
+    """P(domain) (P(quality) for a quality model) for each already-featurized text."""
+    return scores_of(model, feats)
+
+
 def domain_score(path: str, text: str, max_chars: int = 4000) -> float:
-    """P(domain) of one raw text under the model at `path`."""
-    return float(domain_scores(load_model(path), [features(text, max_chars)])[0])
+    """P(positive label) of one raw text under the model at `path`."""
+    return float(scores_of(load_model(path), [features(text, max_chars)])[0])
 
 
-def _metrics(scores: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+def auc(scores: np.ndarray, y: np.ndarray) -> float:
+    """ROC AUC by ranks (Mann-Whitney U), ties averaged; nan without both classes."""
+    y = np.asarray(y, dtype=bool)
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if not (npos and nneg):
+        return float("nan")
+    r = np.empty(len(scores))
+    r[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    _, inv, cnt = np.unique(scores, return_inverse=True, return_counts=True)
+    r = (np.bincount(inv, weights=r) / cnt)[inv]  # tied scores share their mean rank
+    return float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+
+
+def reliability(scores: np.ndarray, y: np.ndarray, bins: int = 10) -> list[dict[str, Any]]:
+    """Calibration: per score bin of width 1/bins, the documents, the mean predicted score and
+    the observed share of positives (a calibrated model has the two close)."""
+    y = np.asarray(y, dtype=bool)
+    b = np.minimum((np.asarray(scores) * bins).astype(int), bins - 1)
+    rows = []
+    for k in range(bins):
+        m = b == k
+        if m.any():
+            rows.append({"bin": f"{k / bins:.1f}-{(k + 1) / bins:.1f}", "n": int(m.sum()),
+                         "mean_score": round(float(scores[m].mean()), 4), "positive_rate": round(float(y[m].mean()), 4)})
+    return rows
+
+
+def _metrics(scores: np.ndarray, y: np.ndarray, threshold: float = 0.5,
+             labels: tuple[str, str] = LABELS) -> dict[str, Any]:
     pred = scores >= threshold
     tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
     fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    # ROC AUC by ranks (Mann-Whitney U), ties averaged
     npos, nneg = int(y.sum()), int((~y).sum())
-    auc = float("nan")
-    if npos and nneg:
-        r = np.empty(len(scores))
-        r[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
-        _, inv, cnt = np.unique(scores, return_inverse=True, return_counts=True)
-        r = (np.bincount(inv, weights=r) / cnt)[inv]  # tied scores share their mean rank
-        auc = float((r[y].sum() - npos * (npos + 1) / 2) / (npos * nneg))
-    return {"n": int(len(y)), "domain": npos, "general": nneg, "accuracy": (tp + tn) / max(len(y), 1),
-            "precision": prec, "recall": rec, "f1": f1, "auc": auc, "threshold": threshold}
+    # expected calibration error: the documents' weighted gap between score and outcome per bin
+    rel = reliability(scores, y)
+    ece = sum(r["n"] * abs(r["mean_score"] - r["positive_rate"]) for r in rel) / max(len(y), 1)
+    return {"n": int(len(y)), labels[0]: npos, labels[1]: nneg, "accuracy": (tp + tn) / max(len(y), 1),
+            "precision": prec, "recall": rec, "f1": f1, "auc": auc(scores, y), "threshold": threshold,
+            "ece": round(ece, 4), "reliability": rel}
 
 
 def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
-          on_file: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train the domain classifier of a recipe; write `out` (fastText .bin) and `out`.json (its card).
+          on_file: Callable[[str], None] | None = None, kind: Literal["domain", "quality"] = "domain",
+          positives: list[str] | None = None) -> dict[str, Any]:
+    """Train a classifier of a recipe; write `out` (fastText .bin) and `out`.json (its card).
 
-    Returns the card: sources and counts per label, hyper-parameters, held-out metrics, sha256.
+    `kind="domain"`: `kind: domain` sources against `kind: general` ones. `kind="quality"`: the
+    sources named in `positives` (default: the `kind: domain` ones) against all the others.
+    Returns the card: sources and labels, counts per label, hyper-parameters, held-out metrics
+    with a reliability table, sha256.
     """
     import floret
 
     cfg = cfg or ClassifierConfig()
-    kinds = {s.kind for s in recipe.sources}
-    if kinds != set(LABELS):
-        raise ValueError("the recipe needs both domain and general sources to train a domain "
-                         f"classifier (has: {sorted(kinds)})")
+    labs = KIND_LABELS[kind]
+    per_source = source_labels(recipe, kind, positives)
+    if set(per_source) != set(labs):
+        what = ("domain and general sources" if kind == "domain" else
+                "quality reference sources (--positive NAME, or kind: domain) and web sources")
+        raise ValueError(f"the recipe needs both {what} to train a {kind} classifier "
+                         f"(labels of its sources: {sorted(set(per_source))})")
     t0 = time.time()
     skipped: dict[str, Any] = {}
-    samples = collect(recipe, cfg, on_file, skipped)
-    items = {lab: samples[lab].items() for lab in LABELS}
+    samples = collect(recipe, cfg, on_file, skipped, per_source)
+    items = {lab: samples[lab].items() for lab in labs}
     if any(len(v) < 10 for v in items.values()):
         raise ValueError(f"too few documents to train: { {k: len(v) for k, v in items.items()} }")
     if cfg.balance:
@@ -235,7 +315,7 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
         for h, doc_id, feats in rows:
             v = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=cfg.seed + 1) / 2.0**64 < cfg.val_ratio
             if v:
-                val.append((feats, lab == "domain"))
+                val.append((feats, lab == labs[0]))
             else:
                 train_rows.append((xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=cfg.seed + 2),
                                    f"{_PREFIX}{lab} {feats}"))
@@ -259,16 +339,17 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
     m = load_model(out)
     metrics = None
     if val:
-        scores = domain_scores(m, [v[0] for v in val])
-        metrics = _metrics(scores, np.array([v[1] for v in val]))
+        scores = scores_of(m, [v[0] for v in val], labs[0])
+        metrics = _metrics(scores, np.array([v[1] for v in val]), labels=labs)
     card = {
-        "model": os.path.basename(out), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-        "labels": list(LABELS), "recipe": recipe.name, "recipe_sha256": recipe.fingerprint(),
+        "model": os.path.basename(out), "kind": kind, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+        "labels": list(labs), "recipe": recipe.name, "recipe_sha256": recipe.fingerprint(),
         "sources": {s.name: s.kind for s in recipe.sources},
-        "documents_seen": {lab: samples[lab].seen for lab in LABELS},
+        "source_labels": {s.name: lab for s, lab in zip(recipe.sources, per_source)},
+        "documents_seen": {lab: samples[lab].seen for lab in labs},
         "skipped": {"unreadable": dict(skipped["unreadable"]), "unreadable_examples": skipped["unreadable_examples"],
                     "cleaned_out": dict(skipped["cleaned_out"]), "no_features": skipped["no_features"]},
-        "train_docs": {lab: sum(1 for _, l in train_rows if l.startswith(_PREFIX + lab)) for lab in LABELS},
+        "train_docs": {lab: sum(1 for _, l in train_rows if l.startswith(_PREFIX + lab + " ")) for lab in labs},
         "val_docs": len(val), "config": cfg.model_dump(), "val_metrics": metrics,
         "trainer": f"floret {_version('floret')} (fastText mode)", "seconds": round(time.time() - t0, 2)}
     with open(out + ".json", "w", encoding="utf-8") as f:
@@ -285,11 +366,17 @@ def _version(pkg: str) -> str:
         return "?"
 
 
+def _visible_chars(text: str) -> int:
+    return len(text) - sum(text.count(c) for c in " \n\t\u3000")
+
+
 @register
 class DomainClassifier(Stage):
     """Keep general-source documents whose P(domain) ≥ `threshold`; record the score on every
     document it sees (`domain_score` metadata). Domain sources pass through (`apply_to="general"`)
-    so the stage mines general data without thinning the domain data it was trained on."""
+    so the stage mines general data without thinning the domain data it was trained on.
+    `min_chars`: general documents shorter than this are not mined at all (a short fragment
+    carries too few features for the score to mean much; see docs/quality-models.md)."""
 
     name = "domain_classifier"
     score_key = "domain_score"
@@ -299,6 +386,7 @@ class DomainClassifier(Stage):
         threshold: float = Field(default=0.5, ge=0, le=1)
         apply_to: Literal["general", "all"] = "general"
         max_chars: int = Field(default=4000, gt=0)
+        min_chars: int = Field(default=0, ge=0)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -306,9 +394,43 @@ class DomainClassifier(Stage):
 
     def apply(self, doc: Document) -> Document | Drop:
         score = domain_score(self.p.model_path, doc.text, self.p.max_chars)
-        doc.metadata["domain_score"] = round(score, 4)
+        doc.metadata[self.score_key] = round(score, 4)
+        if self.p.apply_to == "general" and doc.metadata.get("source_kind") == "domain":
+            return doc
+        if self.p.min_chars and (n := _visible_chars(doc.text)) < self.p.min_chars:
+            return Drop("too_short", f"{n} < {self.p.min_chars} chars")
+        if score < self.p.threshold:
+            return Drop("below_threshold", f"P(domain)={score:.3f} < {self.p.threshold}")
+        return doc
+
+
+@register
+class QualityClassifier(Stage):
+    """Drop documents whose P(quality) under a `corpus classifier train --kind quality` model is
+    below `threshold`; store the score on every document it sees (`quality_score` metadata).
+    Applies to every source by default (`apply_to="general"`: reference sources pass through)."""
+
+    name = "quality_classifier"
+    score_key = "quality_score"
+
+    class Params(StageParams):
+        model_path: str
+        threshold: float = Field(default=0.5, ge=0, le=1)
+        apply_to: Literal["general", "all"] = "all"
+        max_chars: int = Field(default=4000, gt=0)
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        m = load_model(self.p.model_path)
+        if positive_label(m) != "quality":
+            raise ValueError(f"{self.p.model_path} is not a quality model (labels {m.get_labels()}); "
+                             "train one with `corpus classifier train RECIPE --kind quality`")
+
+    def apply(self, doc: Document) -> Document | Drop:
+        score = float(scores_of(load_model(self.p.model_path), [features(doc.text, self.p.max_chars)], "quality")[0])
+        doc.metadata[self.score_key] = round(score, 4)
         if self.p.apply_to == "general" and doc.metadata.get("source_kind") == "domain":
             return doc
         if score < self.p.threshold:
-            return Drop("below_threshold", f"P(domain)={score:.3f} < {self.p.threshold}")
+            return Drop("below_threshold", f"P(quality)={score:.3f} < {self.p.threshold}")
         return doc

@@ -350,25 +350,34 @@ def classifier_train(
     threads: int = typer.Option(1, "--threads", help=">1 trains faster but not reproducibly"),
     raw: bool = typer.Option(False, "--raw", help="skip the recipe's cleaning stages before sampling"),
     seed: int = typer.Option(1234, "--seed"),
+    kind: str = typer.Option("domain", "--kind", help="domain (domain_classifier) | quality (quality_classifier)"),
+    positive: list[str] = typer.Option(None, "--positive", help="a quality reference source by name "
+                                       "(repeatable; default: the kind: domain sources)"),
+    min_chars: int = typer.Option(0, "--min-chars", help="do not sample documents shorter than this"),
 ) -> None:
-    """Train the domain classifier: documents of `kind: domain` sources vs `kind: general` ones."""
+    """Train a classifier: `kind: domain` sources vs `kind: general` ones (--kind domain), or the
+    quality reference sources vs the web sources (--kind quality)."""
     from corpus.classifier import ClassifierConfig, train
 
     flags = {"max_docs_per_label": "--max-docs", "epoch": "--epoch", "dim": "--dim", "lr": "--lr",
              "word_ngrams": "--word-ngrams", "val_ratio": "--val-ratio", "threads": "--threads", "seed": "--seed"}
+    flags["min_chars"] = "--min-chars"
+    if kind not in ("domain", "quality"):
+        raise UserError("--kind", f"{kind!r} is not one of: domain, quality")
     with reading("classifier train", flags):
         cfg = ClassifierConfig(max_docs_per_label=max_docs, epoch=epoch, dim=dim, lr=lr, word_ngrams=word_ngrams,
-                               val_ratio=val_ratio, threads=threads, clean=not raw, seed=seed)
+                               val_ratio=val_ratio, threads=threads, clean=not raw, seed=seed, min_chars=min_chars)
     r = _load_recipe(str(recipe))
     with progress(console, "reading + sampling") as prog:
         try:
-            card = train(r, str(out), cfg, on_file=lambda f: prog.update(info=str(f)))
+            card = train(r, str(out), cfg, on_file=lambda f: prog.update(info=str(f)), kind=kind,  # type: ignore[arg-type]
+                         positives=positive or None)
         except ValueError as e:
             raise UserError(str(recipe), f"cannot train: {' '.join(str(e).split())}") from None
-    t = Table(title=f"domain classifier → {out} ({card['bytes'] / 2**20:.1f} MiB, {card['seconds']} s)")
+    t = Table(title=f"{kind} classifier → {out} ({card['bytes'] / 2**20:.1f} MiB, {card['seconds']} s)")
     for c in ("label", "documents seen", "trained on"):
         t.add_column(c)
-    for lab in ("domain", "general"):
+    for lab in card["labels"]:
         t.add_row(lab, _fmt(card["documents_seen"][lab]), _fmt(card["train_docs"][lab]))
     console.print(t)
     sk = card["skipped"]
@@ -377,11 +386,51 @@ def classifier_train(
                   f"{sk['no_features']} without text features (details in {out}.json)")
     m = card["val_metrics"]
     if m:
-        t = Table(title=f"held-out documents: {m['n']} ({m['domain']} domain, {m['general']} general), threshold 0.5")
-        for k in ("accuracy", "precision", "recall", "f1", "auc"):
+        a, b = card["labels"]
+        t = Table(title=f"held-out documents: {m['n']} ({m[a]} {a}, {m[b]} {b}), threshold 0.5")
+        for k in ("accuracy", "precision", "recall", "f1", "auc", "ece"):
             t.add_column(k)
-        t.add_row(*(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "auc")))
+        t.add_row(*(f"{m[k]:.4f}" for k in ("accuracy", "precision", "recall", "f1", "auc", "ece")))
         console.print(t)
+        t = Table(title=f"calibration (held out): observed share of {a} per score bin")
+        for c in ("score", "docs", "mean score", f"share {a}"):
+            t.add_column(c)
+        for row in m["reliability"]:
+            t.add_row(row["bin"], _fmt(row["n"]), f"{row['mean_score']:.3f}", f"{row['positive_rate']:.3f}")
+        console.print(t)
+
+
+lm_app = typer.Typer(help="Character n-gram language model for the `perplexity` stage.", no_args_is_help=True)
+app.add_typer(lm_app, name="lm")
+
+
+@lm_app.command("train")
+def lm_train(
+    recipe: Path = typer.Argument(..., help="YAML recipe whose reference sources the model is fitted on"),
+    out: Path = typer.Option(..., "--out", "-o", help="model file (.npz); its card goes to OUT.json"),
+    order: int = typer.Option(5, "--order", min=1, max=8, help="n-gram order in characters"),
+    max_docs: int = typer.Option(20_000, "--max-docs", min=10, help="sampled reference documents"),
+    positive: list[str] = typer.Option(None, "--positive", help="a reference source by name "
+                                       "(repeatable; default: the kind: domain sources)"),
+    seed: int = typer.Option(1234, "--seed"),
+) -> None:
+    """Fit the `perplexity` stage's model on reference text; print its held-out perplexity quantiles."""
+    from corpus.lm import train as lm_fit
+
+    r = _load_recipe(str(recipe))
+    with progress(console, "reading + fitting") as prog:
+        try:
+            card = lm_fit(r, str(out), order=order, max_docs=max_docs, positives=positive or None, seed=seed,
+                          on_file=lambda f: prog.update(info=str(f)))
+        except ValueError as e:
+            raise UserError(str(recipe), f"cannot fit: {' '.join(str(e).split())}") from None
+    t = Table(title=f"{order}-gram character LM → {out} ({card['bytes'] / 2**20:.1f} MiB, {card['seconds']} s)")
+    for c in ("reference sources", "fit docs", "fit chars", "held out", *card["held_out_perplexity"]):
+        t.add_column(c)
+    t.add_row(", ".join(card["reference_sources"]), _fmt(card["fit_docs"]), _fmt(card["fit_chars"]),
+              _fmt(card["held_out_docs"]), *(f"{v:.1f}" for v in card["held_out_perplexity"].values()))
+    console.print(t)
+    console.print(f"buckets: head ≤ {card['bucket_cuts'][0]:.1f} < middle ≤ {card['bucket_cuts'][1]:.1f} < tail")
 
 
 @classifier_app.command("score")

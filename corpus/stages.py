@@ -65,7 +65,7 @@ def register(cls: type[Stage]) -> type[Stage]:
 
 def stage_class(name: str) -> type[Stage]:
     """The registered stage class of a name (importing the libraries registers their stages)."""
-    from . import classifier, dedup, filters  # noqa: F401
+    from . import classifier, dedup, filters, lm  # noqa: F401
 
     if name not in STAGES:
         raise ValueError(f"unknown stage {name!r}; known: {sorted(STAGES)}")

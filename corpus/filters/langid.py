@@ -67,7 +67,7 @@ class LanguageFilter(Stage):
 
     def apply(self, doc: Document) -> Document | Drop:
         p = self.p
-        langs = doc.metadata.get("languages_keep") or p.languages
+        langs = p.languages  # a source's own list arrives as this parameter (Recipe.stages_for)
         (lang, score), = predict(doc.text, 1, p.model_path)
         if _mostly_upper(doc.text):
             # lid.176 was trained on mixed-case text and is lost on ALL-CAPS pages ("BEAUTIFUL

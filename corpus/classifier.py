@@ -77,6 +77,11 @@ class ClassifierConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_docs_per_label: int = Field(default=100_000, gt=0)
     balance: bool = True  # downsample the larger label to the size of the smaller
+    # take each label's documents evenly from its sources (round robin over each source's seeded
+    # sample) instead of in proportion to their sizes: a small web source among a large novel and
+    # a Q&A dump otherwise gives ~3% of the negatives, and its product pages are then what the
+    # model mines (docs/quality-models.md: mined precision 0.23 -> see the table)
+    balance_sources: bool = True
     val_ratio: float = Field(default=0.1, ge=0, lt=1)
     max_chars: int = Field(default=4000, gt=0)  # characters of a document the model reads
     # documents shorter than this (after cleaning) are not sampled; the stages have the same floor
@@ -156,6 +161,7 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
     chains = [pre_chain(i) for i in range(len(recipe.sources))]
     labels = labels or [s.kind for s in recipe.sources]
     samples = {lab: _Sample(cfg.max_docs_per_label) for lab in dict.fromkeys(labels)}
+    per_source = [_Sample(cfg.max_docs_per_label) for _ in recipe.sources]
     sk = skipped if skipped is not None else {}
     sk.update(unreadable=Counter(), unreadable_examples=[], cleaned_out=Counter(), no_features=0)
     log = ReadLog(keep=recipe.limits.max_bad_examples)
@@ -177,12 +183,22 @@ def collect(recipe: Any, cfg: ClassifierConfig, on_file: Callable[[str], None] |
                 continue
             h = xxhash.xxh64_intdigest(doc.id.encode("utf-8"), seed=cfg.seed)
             samples[labels[unit.source_index]].offer(h, doc.id, feats)
+            per_source[unit.source_index].offer(h, doc.id, feats)
     sk["unreadable"].update(log.counts)
     sk["unreadable_examples"] += [b.as_dict() for b in log.examples]
     for ch in chains:
         for st in ch.stats.values():
             sk["cleaned_out"].update(st.drops)
+    sk["per_source"] = per_source
     return samples
+
+
+def _round_robin(lists: list[list[tuple[int, str, str]]], k: int) -> list[tuple[int, str, str]]:
+    """Up to k items taken in turn from each list (each in its own seeded-hash order)."""
+    out: list[tuple[int, str, str]] = []
+    for i in range(max((len(x) for x in lists), default=0)):
+        out += [x[i] for x in lists if i < len(x)]
+    return out[:k]
 
 
 def to_fasttext_bin(floret_bin: bytes) -> bytes:
@@ -303,7 +319,11 @@ def train(recipe: Any, out: str, cfg: ClassifierConfig | None = None,
     t0 = time.time()
     skipped: dict[str, Any] = {}
     samples = collect(recipe, cfg, on_file, skipped, per_source)
-    items = {lab: samples[lab].items() for lab in labs}
+    if cfg.balance_sources:
+        items = {lab: _round_robin([skipped["per_source"][i].items() for i, l in enumerate(per_source) if l == lab],
+                                   cfg.max_docs_per_label) for lab in labs}
+    else:
+        items = {lab: samples[lab].items() for lab in labs}
     if any(len(v) < 10 for v in items.values()):
         raise ValueError(f"too few documents to train: { {k: len(v) for k, v in items.items()} }")
     if cfg.balance:

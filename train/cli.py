@@ -120,6 +120,9 @@ def run(
         console.print(res["nothing_to_do"])
         _shutdown(res["engine"])
         return
+    if os.environ.get("RANK", "0") != "0":  # one summary and one set of advice, from rank 0
+        _shutdown(res["engine"])
+        return
     h = res["history"]
     t = Table(title=f"train summary: {res['steps']} steps, {res['tokens_seen']:,} tokens, {res['params']:,} params")
     t.add_column("metric")

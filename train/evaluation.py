@@ -34,8 +34,15 @@ def check_vocab(b: Batch, vocab: int | None, where: str) -> None:
 
 @torch.no_grad()
 def evaluate_sources(forward: Callable[[Batch], torch.Tensor], ds: ShardDataset, max_rows: int, batch: int,
-                     device: torch.device | str = "cpu", **loader_kw: Any) -> dict[str, dict[str, float]]:
-    """{source: {"loss", "ppl", "tokens", "rows"}} over the first `max_rows` val rows of each source."""
+                     device: torch.device | str = "cpu", rank: int = 0, world: int = 1,
+                     **loader_kw: Any) -> dict[str, dict[str, float]]:
+    """{source: {"loss", "ppl", "tokens", "rows"}} over the first `max_rows` val rows of each source.
+
+    With `world` > 1 the batches are dealt round-robin to the ranks (no row scored twice) and
+    the sums are all-reduced, so every rank returns the same numbers as one rank alone would
+    (up to float summation order). Every rank runs the same number of forwards - a rank with no
+    batch left scores its first one again with weight 0 - because ZeRO-3 gathers parameters
+    collectively inside the forward."""
     res: dict[str, dict[str, float]] = {}
     for src in ds.sources:
         rs = RowSource(ds, "val", [src])
@@ -44,15 +51,26 @@ def evaluate_sources(forward: Callable[[Batch], torch.Tensor], ds: ShardDataset,
             continue
         loaders: dict[int, Loader] = {}  # the full batch size, and the remainder's (its own buffer)
         tot, ntok = 0.0, 0
-        for a in range(0, n, batch):
+        starts = list(range(0, n, batch))
+        rounds = -(-len(starts) // world)
+        for i in range(rounds):
+            j = i * world + rank
+            real = j < len(starts)
+            a = starts[j] if real else starts[0]
             b = min(batch, n - a)
             if b not in loaders:
                 loaders[b] = Loader(rs, b, 0, device=device, shuffle=False, **loader_kw)
             bt = loaders[b].load(np.arange(a, a + b))
             k = int((bt.labels[:, 1:] != -100).sum())  # the positions the model's mean loss is over
             if k:
-                tot += float(forward(bt)) * k
-                ntok += k
+                loss = float(forward(bt))
+                if real:
+                    tot += loss * k
+                    ntok += k
+        if world > 1:
+            t = torch.tensor([tot, float(ntok)], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(t)
+            tot, ntok = float(t[0]), int(t[1])
         if ntok:
             res[src] = {"loss": tot / ntok, "ppl": math.exp(min(tot / ntok, 50)), "tokens": ntok, "rows": n}
     return res

@@ -161,13 +161,13 @@ def _doc_kw(cfg: TrainConfig) -> dict[str, bool]:
 
 
 def evaluate(engine: Any, ds: ShardDataset, cfg: TrainConfig, device: torch.device,
-             vocab: int | None = None) -> dict[str, float]:
+             vocab: int | None = None, rank: int = 0, world: int = 1) -> dict[str, float]:
     """Held-out loss and perplexity per val source: every one of the first eval_rows rows,
     always the same ones (train/evaluation.py, the loop `train eval` runs too)."""
     engine.eval()
     try:
         res = evaluate_sources(lambda b: forward(engine, b, vocab, cfg.shards).loss, ds, cfg.eval_rows,
-                               cfg.micro_batch, device, **_doc_kw(cfg))
+                               cfg.micro_batch, device, rank, world, **_doc_kw(cfg))
     finally:
         engine.train()
     out: dict[str, float] = {}
@@ -387,7 +387,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
         # the last step of this session (end of run or --stop-after) is evaluated and saved once,
         # after the loop
         if done != end_step and cfg.eval_interval and done % cfg.eval_interval == 0:
-            ev = {"kind": "eval", "step": done, **evaluate(engine, ds, cfg, s.device, s.vocab)}
+            ev = {"kind": "eval", "step": done, **evaluate(engine, ds, cfg, s.device, s.vocab, s.rank, s.world)}
             history["eval"].append(ev)
             log.log(ev)
             t_last = time.perf_counter()
@@ -398,7 +398,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
                           if history["loss"] else f"step {done}")
     if bar:
         bar[0].stop()
-    ev = {"kind": "eval", "step": end_step, **evaluate(engine, ds, cfg, s.device, s.vocab)}
+    ev = {"kind": "eval", "step": end_step, **evaluate(engine, ds, cfg, s.device, s.vocab, s.rank, s.world)}
     history["eval"].append(ev)
     log.log(ev)
     _save(engine, ckpt_dir, end_step, loader, tokens_seen, s.schedule)
@@ -410,7 +410,7 @@ def train(cfg: TrainConfig, on_record: Callable[[dict], None] | None = None, pro
     log.close()
     return {"steps": end_step, "tokens_seen": tokens_seen, "history": history,
             "advice": notes + ([expl] if expl else []), "params": s.params, "checkpoint": ckpt_dir,
-            "engine": engine}
+            "engine": engine, "rank": s.rank}
 
 
 def _grad_norm(engine: Any) -> float | None:

@@ -2,6 +2,9 @@
 speed (ours vs datasketch, per core, same documents, one run) and clustering memory.
 
     taskset -c 0 python bench/minhash.py [--docs 2000] [--scale 1000000,5000000]
+
+Harder labelled set, per kind / language / Jaccard bucket, beside datasketch MinHashLSH:
+bench/dedup_quality.py.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def variant(text: str, rng: random.Random) -> tuple[str, str]:
 
 
 def quality(**params) -> dict:
-    from corpus.dedup import MinHashDedup, cluster_bands
+    from corpus.dedup import MinHashDedup, cluster_texts
 
     rng = random.Random(0)
     docs = base_docs()
@@ -101,8 +104,7 @@ def quality(**params) -> dict:
             a, b = rng.sample(ids, 2)
             neg.append((a, b))
     st = MinHashDedup(**params)
-    bands, sigs = st.band_hashes(texts, with_signatures=True)
-    rep, _ = cluster_bands([bands], np.ones(len(texts), bool), None, [sigs], st.p.verify_threshold)
+    rep, _ = cluster_texts(texts, st)
     tp = sum(rep[a] == rep[b] for a, b, _ in pos)
     fn = len(pos) - tp
     fp = sum(rep[a] == rep[b] for a, b in neg)
@@ -136,6 +138,8 @@ def quality(**params) -> dict:
 
 
 def speed(n_docs: int) -> list[tuple[str, float, float]]:
+    """Throughput per core: CPU seconds of this process (every method runs single-threaded here), so
+    that other load on the machine does not enter the ratio."""
     from datasketch import MinHash
 
     from kernels.minhash import permutations, signatures
@@ -145,20 +149,28 @@ def speed(n_docs: int) -> list[tuple[str, float, float]]:
     mb = sum(len(t.encode("utf-8")) for t in docs) / 1e6
     a, b = permutations(128, 1)
     signatures(docs[:10], 5, a, b)
-    t = time.perf_counter()
+    t = time.process_time()
     signatures(docs, 5, a, b)
-    dt_ours = time.perf_counter() - t
+    dt_ours = time.process_time() - t
     from corpus.filters.text import split_words
 
-    sub = docs[: max(50, n_docs // 10)]
+    sub = docs[:: max(1, len(docs) // max(50, n_docs // 10))]  # every k-th: the same mix of documents as `docs`
     mb_sub = sum(len(t.encode("utf-8")) for t in sub) / 1e6
-    t = time.perf_counter()
+    t = time.process_time()
     for text in sub:  # datasketch: shingles from a Python tokenizer, sha1 per shingle, numpy permutations
         w = split_words(text)
         m = MinHash(num_perm=128, seed=1, scheme="legacy")
         m.update_batch([" ".join(w[i: i + 5]).encode("utf-8") for i in range(max(1, len(w) - 4))])
-    dt_ds = time.perf_counter() - t
+    dt_ds = time.process_time() - t
+    from corpus.dedup import MinHashDedup
+
+    st = MinHashDedup()  # the stage's whole per-document half: normalise, shingle sets, signatures, bands
+    st.sketch(docs[:10])
+    t = time.process_time()
+    st.sketch(docs)
+    dt_stage = time.process_time() - t
     rows = [("ours (Numba, code points)", len(docs) / dt_ours, mb / dt_ours),
+            (f"ours, minhash_dedup stage ({st.p.num_perm} perms)", len(docs) / dt_stage, mb / dt_stage),
             ("datasketch MinHash.update_batch (sha1)", len(sub) / dt_ds, mb_sub / dt_ds)]
     try:  # datatrove's signature stage (optional: pip install datatrove spacy)
         import tempfile
@@ -172,9 +184,9 @@ def speed(n_docs: int) -> list[tuple[str, float, float]]:
                 # sha1: datatrove's xxhash path passes str to xxhash 4.x, which wants bytes
                 cfg = MinhashConfig(num_buckets=14, hashes_per_bucket=8, hash_config=HashConfig(hash_fc="sha1"))
                 stage = MinhashDedupSignature(d, config=cfg, language=lang)
-                t = time.perf_counter()
+                t = time.process_time()
                 stage.run((DTDoc(text=x, id=str(i)) for i, x in enumerate(sub)), rank=0, world_size=1)
-                dt = time.perf_counter() - t
+                dt = time.process_time() - t
             rows.append((name, len(sub) / dt, mb_sub / dt))
     except ImportError:
         pass
@@ -184,31 +196,43 @@ def speed(n_docs: int) -> list[tuple[str, float, float]]:
 MEM_CODE = """
 import numpy as np, sys, tempfile, os
 sys.path.insert(0, {root!r})
-from kernels.minhash import lsh_clusters
-n, bands = {n}, 12
+from kernels.minhash import band_edges, union_edges, representatives
+n, bands, per_doc = {n}, 12, 8
 d = tempfile.mkdtemp()
 rng = np.random.default_rng(0)
-cols = []
-for j in range(bands):  # on disk, as the build keeps them; 10% of documents duplicate another
+dup = rng.integers(0, n, n // 10)  # 5% of documents copy another one
+src, dst = dup[: len(dup) // 2], dup[len(dup) // 2:]
+for j in range(bands):  # on disk, as the build keeps them
     c = np.lib.format.open_memmap(os.path.join(d, f"b{{j}}.npy"), mode="w+", dtype=np.uint64, shape=(n,))
     c[:] = rng.integers(0, 2**63, n, dtype=np.uint64)
-    dup = rng.integers(0, n, n // 10)
-    c[dup[: len(dup) // 2]] = c[dup[len(dup) // 2:]]
+    c[src] = c[dst]
     c.flush(); del c
-def hwm():
-    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024
-def rss():
-    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]) * 1024
-def anon():  # heap only: the memory-mapped band columns are page cache, not counted here
+sets = np.lib.format.open_memmap(os.path.join(d, "sets.npy"), mode="w+", dtype=np.uint32, shape=(n * per_doc,))
+sets[:] = np.sort(rng.integers(0, 2**32, (n, per_doc), dtype=np.uint64).astype(np.uint32), axis=1).ravel()
+s2 = sets.reshape(n, per_doc); s2[src] = s2[dst]; sets.flush(); del sets, s2
+np.save(os.path.join(d, "soff.npy"), np.arange(0, n * per_doc + 1, per_doc, dtype=np.int64))
+del src, dst, dup
+def anon():  # heap only: the memory-mapped columns and sets are page cache, not counted here
     return int([l for l in open('/proc/self/status') if l.startswith('RssAnon')][0].split()[1]) * 1024
+z = np.zeros(2, np.uint64); o = np.arange(2, dtype=np.int64)  # compile/load the kernels before measuring
+union_edges(o.copy(), *band_edges(z, o, np.zeros(2, np.uint32), np.array([0, 1, 2]), o, 0.6, 0.9, 4))
+representatives(o.copy(), None)
 base = anon()
-peak = [0]
-def sample():
-    peak[0] = max(peak[0], anon() - base)
-cols = (np.asarray(np.load(os.path.join(d, f"b{{j}}.npy"), mmap_mode="r")) for j in range(bands))
-rep, keep = lsh_clusters(cols, n, on_column=sample)
-sample()
-print(n, peak[0], int((~keep).sum()))
+peak = 0
+flat = np.load(os.path.join(d, "sets.npy"), mmap_mode="r")
+soff = np.load(os.path.join(d, "soff.npy"), mmap_mode="r")
+idx = np.arange(n, dtype=np.int64)
+parent = np.arange(n, dtype=np.int64)
+for j in range(bands):  # what the driver and one band task hold at once
+    col = np.load(os.path.join(d, f"b{{j}}.npy"), mmap_mode="r")
+    order = np.argsort(col, kind="stable")
+    ea, eb = band_edges(col, order, flat, soff, idx, 0.6, 0.9, 4)
+    union_edges(parent, ea, eb)
+    peak = max(peak, anon() - base)
+    del order, ea, eb
+rep, keep = representatives(parent, None)
+peak = max(peak, anon() - base)
+print(n, peak, int((~keep).sum()))
 """
 
 
@@ -239,8 +263,8 @@ def main() -> None:
     rows = speed(a.docs)
     for name, dps, mbs in rows:
         print(f"{name:45s} {dps:10,.0f} {mbs:8.2f}")
-    for r in rows[1:]:
-        print(f"ours / {r[0].split()[0]}: {rows[0][2] / r[2]:.1f}x (MB/s)")
+    for r in rows[2:]:
+        print(f"ours / {r[0].split()[0]}: {rows[0][2] / r[2]:.1f}x (MB/s); the stage: {rows[1][2] / r[2]:.1f}x")
     print(f"\n{'clustering documents':>22s} {'heap beyond the band columns, bytes/doc':>42s} {'dropped':>9s}")
     for n, bpd, dropped in memory([int(x) for x in a.scale.split(",") if x]):
         print(f"{n:22,d} {bpd:42.1f} {dropped:9,d}")

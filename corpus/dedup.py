@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from kernels.minhash import band_hashes, normalize, permutations, s_curve, sketch
+from kernels.minhash import band_hashes, permutations, s_curve, sketch
 
 from .stages import Stage, StageParams, register
 
@@ -70,8 +70,7 @@ class MinHashDedup(Stage):
         out_b, out_f, out_o = [], [], [np.zeros(1, np.int64)]
         base = 0
         for i in range(0, len(texts), 4096):
-            chunk = [normalize(t) for t in texts[i: i + 4096]] if self.p.normalize else texts[i: i + 4096]
-            sig, flat, soff = sketch(chunk, self.p.ngram, self.a, self.b)
+            sig, flat, soff = sketch(texts[i: i + 4096], self.p.ngram, self.a, self.b, self.p.normalize)
             out_b.append(band_hashes(sig, self.p.bands, self.p.rows))
             out_f.append(flat)
             out_o.append(soff[1:] + base)

@@ -52,12 +52,51 @@ def _is_space(c):
         (0x2190 <= c <= 0x2BFF) or c == 0x30FB
 
 
+@nb.njit(cache=True, inline="always")
+def _compat(c):
+    """Code points NFKC changes beyond what shingling folds itself (width of ASCII letters and digits,
+    punctuation): super/subscripts, letterlike and number forms (℃ Ⅳ), enclosed alphanumerics (①),
+    enclosed CJK and CJK compatibility (㈱ ㎡), compatibility ideographs, ligatures, half-width
+    katakana and hangul, mathematical alphanumerics, vulgar fractions and ordinals, spacing accents
+    (NFKC makes them a space and a combining mark, which is a token character)."""
+    return (0x2070 <= c <= 0x218F) or (0x2460 <= c <= 0x24FF) or (0x3200 <= c <= 0x33FF) or \
+        (0xF900 <= c <= 0xFAFF) or (0xFB00 <= c <= 0xFB4F) or (0xFF61 <= c <= 0xFFEF) or \
+        (0x1D400 <= c <= 0x1D7FF) or (0x2F800 <= c <= 0x2FA1F) or (0x1F100 <= c <= 0x1F1FF) or \
+        c == 0xAA or c == 0xB2 or c == 0xB3 or c == 0xB9 or c == 0xBA or (0xBC <= c <= 0xBE) or \
+        c == 0xA8 or c == 0xAF or c == 0xB4 or c == 0xB8 or (0x2D8 <= c <= 0x2DD) or c == 0x309B or c == 0x309C
+
+
+@nb.njit(cache=True, nogil=True)
+def _needs_nfkc(cps, offsets):
+    out = np.zeros(offsets.shape[0] - 1, np.bool_)
+    for d in range(offsets.shape[0] - 1):
+        for i in range(offsets[d], offsets[d + 1]):
+            if _compat(cps[i]):
+                out[d] = True
+                break
+    return out
+
+
 def normalize(text: str) -> str:
-    """The text as MinHash shingles it: HTML entities decoded, NFKC (full-width letters, digits and
-    punctuation to their plain forms, compatibility ideographs), lower case."""
+    """The text as MinHash shingles it (the reference; `sketch(..., normalize=True)` gives the same
+    shingles faster): HTML entities decoded, NFKC, lower case."""
     if "&" in text:
         text = html.unescape(text)
     return unicodedata.normalize("NFKC", text).lower()
+
+
+def _normalized_code_points(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Code points of `normalize(t)` per text. Measured: NFKC in Python costs as much as the whole
+    sketch (Chinese text always has full-width punctuation, so the quick check never passes); the
+    shingle kernel folds ASCII width and punctuation itself, so only the documents with other
+    compatibility characters go through NFKC."""
+    texts = [(html.unescape(t) if "&" in t else t).lower() for t in texts]
+    cps, offsets = _code_points(texts)
+    flags = _needs_nfkc(cps, offsets)
+    if flags.any():
+        texts = [unicodedata.normalize("NFKC", t).lower() if f else t for t, f in zip(texts, flags.tolist())]
+        cps, offsets = _code_points(texts)
+    return cps, offsets
 
 
 @nb.njit(cache=True, nogil=True)
@@ -102,6 +141,8 @@ def shingle_hashes(cps, ngram):
         for t in range(s, last):
             for k in range(starts[t], ends[t]):
                 c = np.uint64(cps[k])
+                if 0xFF10 <= c <= 0xFF5A:
+                    c -= np.uint64(0xFEE0)  # full-width digits and letters: their ASCII forms
                 if 65 <= c <= 90:
                     c += np.uint64(32)  # ASCII lower case
                 h = (h ^ c) * FNV_PRIME
@@ -166,10 +207,12 @@ def signatures(texts: list[str], ngram: int, a: np.ndarray, b: np.ndarray) -> np
     return out
 
 
-def sketch(texts: list[str], ngram: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sketch(texts: list[str], ngram: int, a: np.ndarray, b: np.ndarray,
+           normalize: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(signatures (n, num_perm) uint32, flat sorted unique shingle hashes uint32, their (n+1,)
-    offsets) of a batch of texts, in one Numba pass: what the LSH and the exact verification need."""
-    cps, offsets = _code_points(texts)
+    offsets) of a batch of texts (`normalize`d first), in one Numba pass: what the LSH and the exact
+    verification need."""
+    cps, offsets = _normalized_code_points(texts) if normalize else _code_points(texts)
     out = np.empty((len(texts), len(a)), np.uint32)
     flat, soff = _batch_sketch(cps, offsets, ngram, a, b, out, True)
     return out, flat, soff
@@ -240,8 +283,9 @@ def band_edges(col, order, flat, soff, rows_of, jthr, cthr, lookback):
     members just before it, and joins by the first pair that verifies (`_duplicates` on the exact
     shingle sets; `rows_of[i]` is document i's index into `soff`). Returns (a, b) edge arrays."""
     n = order.shape[0]
-    ea = np.empty(n, np.int64)
-    eb = np.empty(n, np.int64)
+    cap = 1024  # grown by doubling: edges are few, so the heap stays ~O(edges), not 16 bytes/document
+    ea = np.empty(cap, np.int64)
+    eb = np.empty(cap, np.int64)
     k = 0
     i = 0
     while i < n:
@@ -254,6 +298,13 @@ def band_edges(col, order, flat, soff, rows_of, jthr, cthr, lookback):
             for t in range(-1, m - start):
                 x = order[i] if t < 0 else order[m - 1 - t]
                 if _duplicates(flat, soff, rows_of[x], rows_of[y], jthr, cthr):
+                    if k == cap:
+                        cap *= 2
+                        na = np.empty(cap, np.int64)
+                        nb2 = np.empty(cap, np.int64)
+                        na[:k] = ea[:k]
+                        nb2[:k] = eb[:k]
+                        ea, eb = na, nb2
                     ea[k] = x
                     eb[k] = y
                     k += 1
@@ -309,7 +360,15 @@ def representatives(parent: np.ndarray, priority: np.ndarray | None) -> tuple[np
         best = np.empty(n, np.int64)
         best[root[order[first]]] = order[first]
         rep = best[root]
-    return rep, rep == np.arange(n)
+    keep = np.empty(n, np.bool_)
+    _is_self(rep, keep)
+    return rep, keep
+
+
+@nb.njit(cache=True)
+def _is_self(rep, out):
+    for i in range(rep.shape[0]):
+        out[i] = rep[i] == i
 
 
 # ---------------------------------------------------------------------------------------

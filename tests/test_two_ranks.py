@@ -34,3 +34,10 @@ def test_two_cpu_ranks_match_one_rank(small_build, tmp_path):
     assert keys and keys == [k for k in e2 if k.startswith("val_loss/")]
     for k in keys:  # same rows scored once each; only fp32 summation order and 3 steps of DP differ
         assert abs(e1[k] - e2[k]) < 2e-3, (k, e1[k], e2[k])
+    # resuming the 2-rank checkpoint on 1 rank: a one-line refusal, not DeepSpeed's exception
+    p = subprocess.run([sys.executable, "-m", "train.cli", "run", "--shards", shards, "--model", "tiny", "--steps", "4",
+                        "--micro-batch", "4", "--out", str(tmp_path / "two"), "--resume"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    err = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and err[-1].startswith("error: --resume:") and "written by 2 ranks" in err[-1], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr

@@ -11,6 +11,7 @@ decayed schedule past its end at min lr is refused without --rewarm.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -298,6 +299,13 @@ def _resume(s: Setup, cfg: TrainConfig, ckpt_dir: str) -> tuple[int, int, bool, 
                               "message": f"nothing to resume in {ckpt_dir}"}]
     # DeepSpeed unpickles with weights_only=False; under safe_loads nothing in a planted file runs
     tag = latest_tag(ckpt_dir)
+    saved_world = len(glob.glob(os.path.join(ckpt_dir, tag, "*zero_pp_rank_*_optim_states.pt")))
+    if saved_world and saved_world != s.world:
+        # DeepSpeed refuses to re-partition ZeRO optimizer state (its universal-checkpoint
+        # conversion is not wired in here yet): say so before it raises deep inside load
+        raise UserError("--resume", f"the checkpoint {tag} in {ckpt_dir} was written by {saved_world} ranks and "
+                                    f"this run has {s.world}: resume with {saved_world} ranks (the global batch "
+                                    "must stay the same too)")
     with safe_loads():
         _, client = s.engine.load_checkpoint(ckpt_dir, tag=tag, load_lr_scheduler_states=not cfg.rewarm)
     s.loader.restore(client["data"])

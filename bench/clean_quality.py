@@ -110,7 +110,7 @@ def run_ours(rows: list[dict], cleaner) -> tuple[list[dict], int]:
     for row in rows:
         doc, si = pages.doc(row)
         d = cleaner.decide(doc, si)
-        out.append({"kept": d.kept, "removed": sorted(d.removed_lines()),
+        out.append({"kept": d.kept, "removed": sorted(d.removed_lines()), "by_stage": d.removed,
                     "why": None if d.kept else f"{d.stage}:{d.reason}", "detail": d.detail})
     return out, pages.from_reader
 
@@ -163,7 +163,7 @@ def run_datatrove(rows: list[dict]) -> tuple[list[dict], list[str]]:
             if doc.text != before:
                 tr.step(name, Document("", before, ""), Document("", doc.text, ""))
         out.append({"kept": why is None, "removed": sorted({i for v in tr.removed.values() for i in v}),
-                    "why": why, "detail": ""})
+                    "by_stage": tr.removed, "why": why, "detail": ""})
     return out, notes
 
 
@@ -262,6 +262,18 @@ def errors(rows: list[dict], res: list[dict], name: str) -> str:
     for row, r in zip(rows, res):
         if row["label"] == "drop" and r["kept"]:
             out.append(f"  {row['ref']['file']}:{row['ref']['record']}  {row['lang']} {row.get('category', '?')}")
+    out.append(f"{name}: line errors on labelled-keep pages it kept (content lines removed, by stage; "
+               "boilerplate lines kept)")
+    for row, r in zip(rows, res):
+        if row["label"] != "keep" or not r["kept"]:
+            continue
+        bp = set(row.get("boilerplate_lines", []))
+        wrong = {st: [i for i in v if i not in bp] for st, v in r["by_stage"].items()}
+        wrong = {st: v for st, v in wrong.items() if v}
+        missed = sorted(bp - set(r["removed"]))
+        if wrong or missed:
+            out.append(f"  {row['ref']['file']}:{row['ref']['record']}  content removed {wrong or '-'}  "
+                       f"boilerplate kept {missed or '-'}")
     return "\n".join(out)
 
 

@@ -452,8 +452,10 @@ def classifier_score(
         m = load_model(str(model))
     except (ValueError, RuntimeError) as e:  # fastText's loader on a file that is not a model
         raise UserError(str(model), f"not a fastText model ({' '.join(str(e).split())[:200]})") from None
+    from corpus.classifier import positive_label
+
     rows: list[tuple[float, str, str]] = []
-    t = Table(title=f"P(domain) under {model.name}")
+    t = Table(title=f"P({positive_label(m)}) under {model.name}")
     for c in ("file", "docs", "mean", "p10", "p50", "p90", "≥ 0.5"):
         t.add_column(c)
     if not inputs:

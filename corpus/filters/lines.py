@@ -35,6 +35,28 @@ EN_PATTERNS = [
     r"|categor(y|ies): .{0,120}|photo( credit)?: .{0,120}|image( credit)?: .{0,120}|from [\w ]{1,40}pedia"
     r"|from [\w ]{1,40}wiki|revision as of .{0,160}|\(diff\).{0,160}|preceded by:?|followed by:?"
     r"|select (month|category)|(publication|publish(ed)?|posted|updated?) (date|on):? .{0,60})\s*[»›>|:]*",
+    # Q&A-site chrome (StackExchange, Ask*): MathJax group markers, the answer form, post menus
+    r"\\?\$\\(begin|end)group\\?\$|your answer|post your (answer|comment)|by clicking .{0,20}post your answer.{0,160}"
+    r"|(not the answer you're looking for\? )?browse other questions tagged.{0,160}|you must log in to .{0,60}"
+    r"|(asked|answered|edited) \d{4}-\d\d-\d\d .{0,30}|((edit|retag|flag|offensive|close|merge|delete|link|more|share|follow"
+    r"|improve this (answer|question))\s*){2,}",
+    # blog and CMS chrome: WordPress/Blogger widgets, bylines, comment headers, "Read more" teasers
+    r"advertisements?|%d bloggers like this:?|this slideshow requires javascript\.?|create a free website or blog at .{0,40}"
+    r"|blog comments powered by disqus|(.{0,160}… ?)?read more( at .{1,60})?|by( [\w.'’-]+){1,4}|updated:? .{0,60}"
+    r"|originally published .{0,80}|.{1,60} on \w{3}, \d{1,2}/\d{1,2}/\d{4} - \d{1,2}:\d{2}\s*[ap]m\.?"
+    r"|archives select month.{0,400}|[\w'’&,. -]{1,40} \(\d{1,5}\)|.{0,80} (succeeded|preceded) by:?|commenting policy"
+    r"|please see this page for our commenting policy\.?|send feedback about.{0,40}|was this page helpful\?.{0,80}"
+    r"|(you are )?using an? (insecure|outdated) (version of your )?(web )?browser.{0,160}|translations of this page:?"
+    r"|(.{1,40} · )?last modified:? .{0,60}|request an update|((twitter|facebook|pinterest|youtube|instagram|linkedin|rss"
+    r"|google\+?|email)\s*){2,}",
+    # licence footers and journal chrome
+    r"(unless otherwise stated, )?the content of this page is licensed under .{0,120}|this is an open access article.{0,200}"
+    r"|download (references|citation|pdf)|(rights|reprints) and permissions|about this article|cite this article"
+    r"|authors’ original (submitted )?files? for .{0,40}|item type: .{0,60}|uri: \S{1,200}|(doi:? ?)?https?://doi\.org/\S+.{0,40}"
+    r"|view download statistics for this item|doi|keywords:?|open access|links:?",
+    # widget labels of code-sample boxes and menus ("filter_none", "play_arrow", "brightness_4")
+    r"filter_none|play_arrow|chevron_(right|left)|brightness_\d|link|edit|code|close|none|unknown|top|to top|up ↑"
+    r"|user tools|viewing options|view item|top menu",
     # number-only: counters and pagination ("0", "12", "1 2 3 4 5"), not enumerators or years
     # ("1.", "(2012)"), which the dev set labels content (docs/filters.md)
     r"\d[\d,]*(?:\s*[|/\-]\s*\d[\d,]*|\s+\d[\d,]*)*",  # each repeat needs a separator: linear
@@ -55,10 +77,24 @@ _ZH_FIELD = re.compile(
     r"|上一篇文章|下一篇文章|来源|来源于|稿源|信息来源|文章来源|本文来源"
     r"|出处|作者|编辑|责任编辑|责编|编审|审核|校对|记者|通讯员|摄影|图片来源|发布时间|发布日期|发表时间|发表日期|更新时间"
     r"|发布者|发布人|浏览|浏览次数|浏览量|阅读|阅读数|阅读量|阅读次数|点击|点击数|点击量|点击率|人气|字号|关键词|关键字|标签"
-    r"|分类|栏目|所属栏目|当前位置|您的位置|你的位置|您当前的位置|所在位置|原标题|原文链接|本文链接|本文地址|转载请注明)"
-    r"\s*[:：»›>】)）]")
+    r"|分类|栏目|所属栏目|当前位置|您的位置|你的位置|您当前的位置|所在位置|原标题|原文链接|本文链接|本文地址|转载请注明"
+    r"|电话|联系电话|咨询电话|服务热线|热线|手机|传真|联系人|邮箱|邮编|Tags|TAG|Tag"
+    r"|收稿日期|修回日期|录用日期|网络出版日期|出版日期|基金项目|通信作者|通讯作者|作者简介|引用本文|文章历史)"
+    r"\s*[:：»›>】)）]"
+    # prev/next and breadcrumbs without a colon: "上一篇 你知道… 下一篇 …", "首页 > 新闻 > …"
+    r"|^\s*(上一篇|下一篇|上一页|下一页|上一条|下一条|上篇|下篇|上一篇文章|下一篇文章)\s"
+    r"|^\s*(首页|网站首页|主页|返回首页)\s*[>»›/→]")
+# metadata lines: a short line that starts with a (possibly truncated) date or time ("07 17:42:00 点击量：",
+# "2016年1月4日20:38:09 …浏览"), or that holds two metadata fields; never a clause (no ，。！？；)
+_ZH_META_START = re.compile(r"^\s*(\d{4}[-/.年]\d{1,2}[-/.月]\d{1,2}日?|\d{1,2}[-/月]\d{1,2}日?\s+\d{1,2}:\d{2}"
+                            r"|\d{1,2}\s+\d{1,2}:\d{2})")
+_ZH_META_FIELD = re.compile(r"(来源|作者|编辑|责编|发布时间|发布日期|时间|点击量|点击|浏览量|浏览|阅读量|阅读|人气|评论)\s*[:：]"
+                            r"|\d+\s*(次浏览|人浏览|次阅读|人阅读|浏览|阅读)")
+_CLAUSE = re.compile("[，。！？；]")
+# phone and fax numbers on a line of their own ("82672760、82675803", "83564964。")
+_ZH_NUMBERS = re.compile(r"^[\d\s\-—、,，/()（）+]{7,}[。.]?$")
 _ZH_FIELD_BARE = re.compile(r"^[«‹<\[【]*\s*(上一篇|下一篇|上一页|下一页|上一条|下一条|上一章|下一章|返回顶部|返回首页|返回列表"
-                            r"|返回目录|回到顶部)\s*[»›>】\]]*$")
+                            r"|返回目录|回到顶部|引用本文|基金项目|通信作者|通讯作者|作者简介|文章历史|文章快速检索|快速检索|本文二维码)\s*[»›>】\]]*$")
 # menu words: a short line made only of these (and separators) is a menu, a share bar or a prompt
 ZH_MENU_WORDS = [
     "首页", "登录", "注册", "免费注册", "立即注册", "退出", "举报", "广告", "分享", "分享到", "收藏", "加入收藏", "打印", "关闭",
@@ -80,9 +116,10 @@ ZH_PROMPTS = ["扫码关注", "扫一扫", "长按识别", "长按二维码", "�
               "版权声明", "免责声明", "ICP备", "ICP证", "公网安备", "Copyright", "copyright", "COPYRIGHT", "©",
               "All Rights Reserved", "本站所有", "本网站所有", "本文仅代表作者", "不代表本站", "不代表本网", "相关阅读",
               "相关文章", "热门推荐", "猜你喜欢", "延伸阅读", "推荐阅读", "精彩推荐", "分享到", "收藏本文", "责任编辑",
-              "我要评论", "发表评论", "网友评论", "评论区", "条评论", "人参与", "人阅读", "次阅读", "次浏览", "人浏览",
-              "阅读更多", "閱讀更多", "可能也喜欢", "可能也會喜歡", "可能还喜欢", "的其他文章", "更多文章"]
-_ZH_PROMPT = re.compile("|".join(sorted(map(re.escape, ZH_PROMPTS), key=len, reverse=True)))
+              "我要评论", "发表评论", "网友评论", "评论区", "阅读更多", "閱讀更多", "可能也喜欢", "可能也會喜歡", "可能还喜欢", "的其他文章", "更多文章"]
+_ZH_PROMPT = re.compile("|".join(sorted(map(re.escape, ZH_PROMPTS), key=len, reverse=True))
+                        # counters need their number: "12人参与", not "强迫他人参与…" in the criminal law
+                        + r"|\d\s*(条评论|人参与|人阅读|次阅读|次浏览|人浏览|人收藏)")
 _SENT_END = ("。", "！", "？", "；", "…", "!", "?", ".", "”", "」", "』")
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _CJK_SENT_PUNCT = re.compile("[，。！？；：、]")
@@ -101,6 +138,17 @@ def zh_boilerplate(s: str, max_len: int) -> bool:
         return True
     if _ZH_FIELD_BARE.match(s):
         return True
+    if len(s) <= 2 * max_len and not _CLAUSE.search(s):
+        m = _ZH_META_START.match(s)
+        n_fields = len(_ZH_META_FIELD.findall(s))
+        # a date then a name or a field ("24 07:46:04 郭施亮"), not a dated clause of a statute
+        # ("1999年12月25日 第九届全国人民代表大会常务委员会第十三次会议通过")
+        if n_fields >= 2 or (m and (n_fields or len(s) - m.end() <= 12)):
+            return True
+    if _ZH_NUMBERS.match(s):
+        return True
+    if len(s) <= max_len and s.endswith(("上一篇", "下一篇")):
+        return True  # "有利网安全性如何？是否还值得投资下一篇": a title glued to its navigation word
     if len(s) > max_len:
         return False
     rest = _MENU_SEP.sub("", _MENU_WORD.sub("", s))
@@ -156,6 +204,54 @@ def is_content_line(line: str) -> bool:
     return len(words) >= 8 and any(w.endswith((".", "!", "?", ",", ";", ":", '"', "”")) for w in words)
 
 
+_TEASER_END = ("...", "…", "……", "...》", "…》")
+_EN_TITLE_END = re.compile(r"[.:;,\"”)]$")
+
+
+def list_item_like(line: str) -> bool:
+    """A line of a related-article or link list: a short title that is not a sentence (Chinese: <= 48
+    characters without 。, English: <= 12 words not ending in . : ; ,), or a teaser cut off with an
+    ellipsis (`…`, `...`, <= 200 characters)."""
+    s = line.strip()
+    if not s or len(s) > 200:
+        return False
+    if s.endswith(_TEASER_END):
+        return True
+    if _CJK.search(s):
+        return len(s) <= 48 and "。" not in s and not s.endswith(("：", ":", "，", "；"))
+    return len(s.split()) <= 12 and _EN_TITLE_END.search(s) is None
+
+
+def tail_list(lines: list[str], removed: set[int], min_items: int) -> list[int]:
+    """Indices of the run of list-item-like lines that ends the page (already removed lines and blanks
+    inside the run are skipped), when it has >= `min_items` items and something else precedes it."""
+    run: list[int] = []
+    for i in range(len(lines) - 1, -1, -1):
+        if i in removed or not lines[i].strip():
+            continue
+        if not list_item_like(lines[i]):
+            return run if len(run) >= min_items else []
+        run.append(i)
+    return []  # the whole page is such lines: a listing or a poem, judged by the page rule instead
+
+
+_ZH_SENT_LINE_END = ("。", "！", "？", "!", "?", "…", "”", "」", "』", "；")
+
+
+def zh_sentence_frac(lines: list[str], min_lines: int) -> float | None:
+    """Share of a Chinese page's characters in lines that end a sentence; None when the page is not
+    mostly CJK or has fewer than `min_lines` non-blank lines (a one-paragraph answer is not a listing)."""
+    kept = [l.strip() for l in lines if l.strip()]
+    if len(kept) < min_lines:
+        return None
+    total = sum(len(l) for l in kept)
+    if len(_CJK.findall("".join(kept)[:20000])) < 0.3 * min(total, 20000):
+        return None
+    # a long line with clauses is prose even when the page cut it off mid-sentence
+    return sum(len(l) for l in kept if l.endswith(_ZH_SENT_LINE_END)
+               or (len(l) >= 80 and len(_CJK_SENT_PUNCT.findall(l)) >= 2)) / total
+
+
 @register
 class LineCorrections(Stage):
     """Remove boilerplate lines; drop the page when what remains is not text (docstring of the module)."""
@@ -171,10 +267,25 @@ class LineCorrections(Stage):
         # RefinedWeb's ALL-CAPS line rule: off, because on the dev set it removed 22 content lines
         # (headings, titles: "MATERIALS AND METHODS") for 11 boilerplate ones (docs/filters.md)
         all_caps_lines: bool = False
+        # a run of >= this many short titles or cut-off teasers ending a page that has furniture is a
+        # related-article list (dev set: docs/filters.md); 0 turns the rule off
+        tail_list_min: int = 3
+        tail_list_langs: str = "zh,en"
+        # a Chinese page of >= `sentence_min_lines` lines with less than this share of its characters in
+        # lines that end a sentence (。！？…) is a listing, catalogue or headline page (dev set: every
+        # labelled-keep Chinese page of >= 3 lines is >= 0.32, navigation pages <= 0.27); 0 = off
+        min_sentence_frac: float = 0.3
+        sentence_min_lines: int = 3
 
     def apply(self, doc: Document) -> Document | Drop:
         lines = doc.text.split("\n")
         bad = [i for i, l in enumerate(lines) if is_boilerplate(l, self.p.zh_max_len, self.p.all_caps_lines)]
+        if bad and self.p.tail_list_min:
+            tail = tail_list(lines, set(bad), self.p.tail_list_min)
+            if tail:
+                zh = _CJK.search(lines[tail[0]]) is not None
+                if ("zh" if zh else "en") in self.p.tail_list_langs.split(","):
+                    bad = sorted(set(bad) | set(tail))
         if bad:
             gone = set(bad)
             lines = [l for i, l in enumerate(lines) if i not in gone]
@@ -185,6 +296,10 @@ class LineCorrections(Stage):
             content = sum(len(l.strip()) for l in lines if is_content_line(l))
             if total == 0 or content / total < self.p.min_content_frac:
                 return Drop("no_content", f"{content}/{total} characters in content-like lines", bad)
+        if self.p.min_sentence_frac:
+            frac = zh_sentence_frac(lines, self.p.sentence_min_lines)
+            if frac is not None and frac < self.p.min_sentence_frac:
+                return Drop("no_sentences", f"{frac:.2f} of the characters in sentence lines", bad)
         if not bad:
             return doc
         return doc.with_text("\n".join(lines).strip(), boilerplate_lines_removed=len(bad))

@@ -2,7 +2,8 @@
 lines (laws that name 广告/注册 pass whole), navigation and metadata lines removed without
 dropping the article, the ALL-CAPS rule off Chinese lines, short Q&A answers and separator
 lines safe from the n-gram rules, kana/hangul never Chinese, the spam lexicon (brands, injected
-porn phrases, user word files)."""
+porn phrases, user word files), metadata lines and related-article lists, listing pages without
+sentences."""
 
 import gzip
 import json
@@ -111,3 +112,36 @@ def test_user_word_files_extend_the_lexicon(shared, tmp_path):
     bad.write_text("空气\tsevere\n", encoding="utf-8")
     with pytest.raises(ValueError, match="bad.txt:1"):
         build_stage("spam", {"word_files": [str(bad)]})
+
+
+def test_metadata_lines_and_related_lists_go_the_article_stays(shared):
+    """cleared1 record 36 opens with a truncated date + counter + source line; record 75 has a
+    truncated date + author line and ends with a related-article list of 11 headlines (all labelled
+    boilerplate in the dev set)."""
+    pages = _cleared1(shared)
+    lc = build_stage("line_corrections", {})
+    meta = pages[36].split("\n")[1]
+    assert meta.startswith("07 17:42:00") and is_boilerplate(meta)
+    out = lc.apply(Document(id="36", source="web_zh", text=pages[36]))
+    assert isinstance(out, Document) and "点击量" not in out.text and len(out.text) > 200
+    lines = pages[75].split("\n")
+    out = lc.apply(Document(id="75", source="web_zh", text=pages[75]))
+    assert isinstance(out, Document) and lines[1] not in out.text
+    assert not [l for l in lines[14:25] if l.strip() and l in out.text]  # the tail list is gone
+    assert len(out.text) > 0.5 * len("\n".join(lines[2:14]))  # the article above it stays
+    off = build_stage("line_corrections", {"tail_list_min": 0}).apply(Document(id="75", source="web_zh", text=pages[75]))
+    assert isinstance(off, Document) and lines[24] in off.text
+
+
+def test_listing_pages_without_sentences_drop(shared):
+    """cleared1 record 50 (a rice-cooker catalogue of model and spec lines, labelled navigation) drops as
+    no_sentences; the statutes, whose lines end in 。, and a law's enumerated clause stay."""
+    page = _cleared1(shared)[50]
+    lc = build_stage("line_corrections", {})
+    out = lc.apply(Document(id="50", source="web_zh", text=page))
+    assert isinstance(out, Drop) and out.reason == "no_sentences"
+    assert not isinstance(build_stage("line_corrections", {"min_sentence_frac": 0}).apply(Document(id="50", source="web_zh", text=page)), Drop)
+    law = [d for d in _docs(shared / LAWS, format="md") if d.id.endswith("刑法.md")][0]
+    clause = next(l for l in law.text.split("\n") if "强迫他人参与" in l)
+    assert not is_boilerplate(clause)  # "12人参与" is a counter, "他人参与" a clause of the law
+    assert isinstance(lc.apply(law), Document)

@@ -267,10 +267,13 @@ class LineCorrections(Stage):
         # RefinedWeb's ALL-CAPS line rule: off, because on the dev set it removed 22 content lines
         # (headings, titles: "MATERIALS AND METHODS") for 11 boilerplate ones (docs/filters.md)
         all_caps_lines: bool = False
-        # a run of >= this many short titles or cut-off teasers ending a page that has furniture is a
+        # a run of >= this many short titles or cut-off teasers ending a page is a
         # related-article list (dev set: docs/filters.md); 0 turns the rule off
         tail_list_min: int = 3
         tail_list_langs: str = "zh,en"
+        # the list needs no other furniture: a headline list ends many pages with no other removed line
+        # (dev set: zh line recall 0.49 -> 0.70, content lines removed 0.00 -> 0.01)
+        tail_list_needs_boilerplate: bool = False
         # a Chinese page of >= `sentence_min_lines` lines with less than this share of its characters in
         # lines that end a sentence (。！？…) is a listing, catalogue or headline page (dev set: every
         # labelled-keep Chinese page of >= 3 lines is >= 0.32, navigation pages <= 0.27); 0 = off
@@ -280,7 +283,8 @@ class LineCorrections(Stage):
     def apply(self, doc: Document) -> Document | Drop:
         lines = doc.text.split("\n")
         bad = [i for i, l in enumerate(lines) if is_boilerplate(l, self.p.zh_max_len, self.p.all_caps_lines)]
-        if bad and self.p.tail_list_min:
+        line_bad = set(bad)
+        if (bad or not self.p.tail_list_needs_boilerplate) and self.p.tail_list_min:
             tail = tail_list(lines, set(bad), self.p.tail_list_min)
             if tail:
                 zh = _CJK.search(lines[tail[0]]) is not None
@@ -297,7 +301,9 @@ class LineCorrections(Stage):
             if total == 0 or content / total < self.p.min_content_frac:
                 return Drop("no_content", f"{content}/{total} characters in content-like lines", bad)
         if self.p.min_sentence_frac:
-            frac = zh_sentence_frac(lines, self.p.sentence_min_lines)
+            # judged with the tail list still in: a headline page is not rescued by losing its list
+            frac = zh_sentence_frac([l for i, l in enumerate(doc.text.split("\n")) if i not in line_bad],
+                                    self.p.sentence_min_lines)
             if frac is not None and frac < self.p.min_sentence_frac:
                 return Drop("no_sentences", f"{frac:.2f} of the characters in sentence lines", bad)
         if not bad:

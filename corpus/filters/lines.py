@@ -46,12 +46,12 @@ EN_PATTERNS = [
     r"|improve this (answer|question))\s*){2,}",
     # blog and CMS chrome: WordPress/Blogger widgets, bylines, comment headers, "Read more" teasers
     r"advertisements?|%d bloggers like this:?|this slideshow requires javascript\.?|create a free website or blog at .{0,40}"
-    r"|blog comments powered by disqus|(.{0,160}… ?)?read more( at .{1,60})?|by( [\w.'’-]+){1,4}|updated:? .{0,60}"
-    r"|originally published .{0,80}|.{1,60} on \w{3}, \d{1,2}/\d{1,2}/\d{4} - \d{1,2}:\d{2}\s*[ap]m\.?"
-    r"|archives select month.{0,400}|[\w'’&,. -]{1,40} \(\d{1,5}\)|.{0,80} (succeeded|preceded) by:?|commenting policy"
+    r"|blog comments powered by disqus|read more( at .{1,60})?|by( [\w.'’-]+){1,4}|updated:? .{0,60}"
+    r"|originally published .{0,80}"
+    r"|archives select month.{0,400}|commenting policy"
     r"|please see this page for our commenting policy\.?|send feedback about.{0,40}|was this page helpful\?.{0,80}"
     r"|(you are )?using an? (insecure|outdated) (version of your )?(web )?browser.{0,160}|translations of this page:?"
-    r"|(.{1,40} · )?last modified:? .{0,60}|request an update|((twitter|facebook|pinterest|youtube|instagram|linkedin|rss"
+    r"|last modified:? .{0,60}|request an update|((twitter|facebook|pinterest|youtube|instagram|linkedin|rss"
     r"|google\+?|email)\s*){2,}",
     # licence footers and journal chrome
     r"(unless otherwise stated, )?the content of this page is licensed under .{0,120}|this is an open access article.{0,200}"
@@ -71,6 +71,15 @@ EN_PATTERNS = [
     r"\s+\d{1,2}(st|nd|rd|th)?,?\s+\d{4}|\d{1,2}\s+(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?,?"
     r"\s+\d{4})",
 ]
+_EN_MAX_LEN = 460
+# line endings that make a short line chrome whatever precedes it: a teaser's "… Read More", a forum
+# comment header "name on Thu, 11/02/2006 - 8:00pm.", a category count "Activism (34)", an infobox
+# "… Succeeded by:", a wiki footer "start.txt · Last modified: …". Searched at the end of lines of
+# <= 200 characters, apart from the anchored patterns: as leading `.{0,N}` branches of _EN they made
+# the stage 2.4x slower
+_EN_SUFFIX = re.compile(r"(?:…\s?read more|\S on \w{3}, \d{1,2}/\d{1,2}/\d{4} - \d{1,2}:\d{2}\s*[ap]m\.?"
+                        r"|^[\w'’&,. -]{1,40} \(\d{1,5}\)|\s(?:succeeded|preceded) by:?|\s·\s+last modified:? .{0,60})\s*$",
+                        re.IGNORECASE)
 _EN = re.compile("(?:" + "|".join(f"(?:{p})" for p in EN_PATTERNS) + r")\s*$", re.IGNORECASE)
 
 # --- Chinese line patterns ---
@@ -183,7 +192,11 @@ def boilerplate_kind(line: str, zh_max_len: int = 40, all_caps: bool = False) ->
         if len(s) <= 2 * zh_max_len and len(_CJK.findall(s)) <= 2 and _EN.match(s) is not None:
             return "en"
         return None
-    if _EN.match(s) is not None:
+    # the longest whole-line pattern is under 460 characters: longer lines are text, and skipping the
+    # regex on them keeps the stage at 2x its first-round speed instead of 2.4x slower (bench below)
+    if len(s) <= _EN_MAX_LEN and _EN.match(s) is not None:
+        return "en"
+    if len(s) <= 200 and _EN_SUFFIX.search(s) is not None:
         return "en"
     return "caps" if all_caps and all_caps_latin(s) else None
 

@@ -233,3 +233,14 @@ def test_model_dir_with_planted_bin_is_refused(small_build, tmp_path):
         err = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
         assert len(err) == 1 and "pytorch_model.bin: refused: it holds io.open" in err[0], r.stderr
         assert not marker.exists(), args[0]
+
+
+def test_a_library_widening_torchs_allow_list_does_not_widen_ours(tmp_path):
+    """megatron.core (imported by the 32-bit test) registers numpy's array constructors with
+    torch.serialization.add_safe_globals at import; our loads must still refuse them."""
+    import megatron.core.datasets.indexed_dataset  # noqa: F401
+
+    p = tmp_path / "old.pt"
+    torch.save({"rng": {"numpy": np.random.get_state()}}, p)
+    with pytest.raises(CheckpointError, match=r"old\.pt: refused"):
+        safe_load(p)

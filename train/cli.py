@@ -148,10 +148,15 @@ def _shutdown(engine) -> None:
 
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
     engine.destroy()
     del engine
     gc.collect()
-    torch.distributed.destroy_process_group()
+    # one plain process keeps its world-of-one group: it ends with the process, and destroying it
+    # leaves DeepSpeed's cached groups dangling for the next run in the same process (tests,
+    # notebooks: "Group ... is not registered")
+    if world > 1:
+        torch.distributed.destroy_process_group()
 
 
 def _check_model(model: str, where: str) -> None:

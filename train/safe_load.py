@@ -87,13 +87,29 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
 
 
+@contextlib.contextmanager
+def _only_our_globals() -> Iterator[None]:
+    """The allow-list is exactly ours for the load: a library imported in the same process may
+    have widened torch's process-wide list (megatron.core registers numpy's array constructors
+    at import, transformers' Trainer does too), which would let such files through."""
+    ser = torch.serialization
+    others = ser.get_safe_globals()
+    ser.clear_safe_globals()
+    ser.add_safe_globals(allowed_globals())
+    try:
+        yield
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(others)
+
+
 def load(f: Any, map_location: Any = "cpu", pickle_module: Any = None, *, weights_only: Any = None,
          mmap: bool | None = None, **_ignored: Any) -> Any:
     """`torch.load` with `weights_only=True` and the allow-list, whatever the caller asked for
     (`pickle_module`, `weights_only` and pickle arguments are ignored on purpose)."""
     name = os.fspath(f) if isinstance(f, (str, os.PathLike)) else repr(f)
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with _only_our_globals():
             return _REAL_LOAD(f, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         what = _refused_global(str(e))

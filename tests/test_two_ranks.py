@@ -23,7 +23,10 @@ def _evals(out):
 @pytest.mark.slow
 def test_two_cpu_ranks_match_one_rank(small_build, tmp_path):
     shards = str(small_build[0])
-    env = dict(os.environ, DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
+    # not the pytest process's own rendezvous (an in-process run earlier set RANK/MASTER_PORT and holds the port)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(DS_ACCELERATOR="cpu", OMP_NUM_THREADS="1")
     common = ["run", "--shards", shards, "--model", "tiny", "--steps", "3", "--eval-rows", "7"]
     two = _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                 "-m", "train.cli", *common, "--micro-batch", "2", "--out", str(tmp_path / "two")], env)

@@ -90,9 +90,9 @@ class GopherRepetition(Stage):
         lines = _LINES.split(text)
         nd, cd = count_duplicates(lines)
         if nd / len(lines) > (p.cjk_dup_line_frac if cjk else p.dup_line_frac):
-            return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(lines))
+            return Drop("dup_line_frac", f"{nd}/{len(lines)}", _dup_line_numbers(text))
         if cd / len(text) > p.dup_line_char_frac:
-            return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(lines))
+            return Drop("dup_line_char_frac", f"{cd}/{len(text)}", _dup_line_numbers(text))
         if p.ngrams_over_content_lines:
             # repeated menus, sidebars and link lists are not the page's prose: the n-gram rules
             # judge the content-like lines (corpus/filters/lines.py), the line rules above all lines
@@ -121,14 +121,23 @@ class GopherRepetition(Stage):
         return doc
 
 
-def _dup_line_numbers(lines: list[str]) -> list[int]:
+def _dup_line_numbers(text: str) -> list[int]:
+    """Indices, into `text.split("\n")` (the convention of `Drop.lines` that the report and
+    `corpus clean` use), of the non-empty lines that repeat an earlier one; the rule itself
+    counts over `\n+`-split lines, so blank lines must not shift the indices."""
     seen: set[str] = set()
     out = []
-    for i, l in enumerate(lines):
+    for i, l in enumerate(text.split("\n")):
+        if not l:
+            continue
         if l in seen:
             out.append(i)
         seen.add(l)
     return out
+
+
+def _line_indices(text: str, pred) -> list[int]:
+    return [i for i, l in enumerate(text.split("\n")) if pred(l)]
 
 
 @register
@@ -189,10 +198,12 @@ class GopherQuality(Stage):
         if len(lines) >= p.min_lines_for_line_ratios:
             bullets = [i for i, l in enumerate(lines) if l.lstrip().startswith(tuple(p.bullets))]
             if len(bullets) / len(lines) > p.max_bullet_lines_ratio:
-                return Drop("gopher_too_many_bullets", lines=bullets)
+                return Drop("gopher_too_many_bullets",
+                            lines=_line_indices(text, lambda l: l.lstrip().startswith(tuple(p.bullets))))
             ell = [i for i, l in enumerate(lines) if l.rstrip().endswith(("...", "…"))]
             if len(ell) / len(lines) > p.max_ellipsis_lines_ratio:
-                return Drop("gopher_too_many_end_ellipsis", lines=ell)
+                return Drop("gopher_too_many_end_ellipsis",
+                            lines=_line_indices(text, lambda l: l.rstrip().endswith(("...", "…"))))
         # punctuation tokens are not words here (they are in the symbol rules above)
         pool = words if p.alpha_ratio_over_all_tokens else non_symbol
         alpha = sum(map(ALPHA.__getitem__, pool))

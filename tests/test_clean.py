@@ -8,6 +8,7 @@ that the tests check the reporting, not the current rules."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -92,11 +93,16 @@ def test_removed_line_indices_are_the_input_lines(tmp_path):
     n_removed = 0
     for k in _rows(out / "kept.jsonl"):
         lines = _text(raw[int(k["id"].split(":")[1]) - 1]).split("\n")
-        after = {l.strip() for l in k["text"].split("\n")}
+        after = Counter(l.strip() for l in k["text"].split("\n"))
+        before = Counter(l.strip() for l in lines if l.strip())
         gone = {i for i, l in enumerate(lines) if l.strip() and l.strip() not in after}
         rep = set(k["removed"].get("line_corrections", []))
         assert set(k["removed"]) <= {"line_corrections"}  # normalize rewrote lines, removed none
-        assert rep == gone, (k["id"], sorted(rep), sorted(gone))
+        # every line whose content vanished is reported; a reported line whose content is still
+        # there is one copy of a repeated line (a title repeated in a related-article list)
+        assert gone <= rep, (k["id"], sorted(rep), sorted(gone))
+        per_content = Counter(lines[i].strip() for i in rep)
+        assert all(before[c] - after[c] == n for c, n in per_content.items()), (k["id"], per_content)
         n_removed += len(rep)
     assert n_removed > 10
 

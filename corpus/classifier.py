@@ -224,9 +224,16 @@ def load_model(path: str) -> Any:
     return fasttext.load_model(path)
 
 
+def model_labels(model: Any) -> list[str]:
+    """Every label of a model, without `__label__`. fasttext-predict (our runtime) has only
+    `predict`, no `get_labels`: a prediction with k=-1 lists all labels."""
+    ls, _ = model.predict("a", k=-1)
+    return sorted(l[len(_PREFIX):] for l in ls)
+
+
 def positive_label(model: Any) -> str:
     """The model's positive label: `quality` for a quality model, `domain` otherwise."""
-    labs = {l[len(_PREFIX):] for l in model.get_labels()}
+    labs = set(model_labels(model))
     return next((pos for pos, _ in KIND_LABELS.values() if pos in labs), "domain")
 
 
@@ -443,7 +450,7 @@ class QualityClassifier(Stage):
         super().__init__(**params)
         m = load_model(self.p.model_path)
         if positive_label(m) != "quality":
-            raise ValueError(f"{self.p.model_path} is not a quality model (labels {m.get_labels()}); "
+            raise ValueError(f"{self.p.model_path} is not a quality model (labels {model_labels(m)}); "
                              "train one with `corpus classifier train RECIPE --kind quality`")
 
     def apply(self, doc: Document) -> Document | Drop:
